@@ -1,0 +1,52 @@
+"""Jittable environments: the gymnax 1.0 protocol, an id registry, vectorisation and wrappers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jaxrl.envs.core import (
+    Environment, EnvParams, EnvState, UnknownEnvError, VecEnv, Wrapper, describe_space, make,
+    register, registered_ids, spaces,
+)
+from jaxrl.envs.wrappers import (
+    EpisodeStatistics, FlattenObservation, NormalizeObservation, NormalizeReward, RunningMeanStd,
+)
+
+__all__ = [
+    "Environment", "EnvParams", "EnvState", "UnknownEnvError", "VecEnv", "Wrapper", "spaces",
+    "make", "register", "registered_ids", "describe_space", "make_vec", "EpisodeStatistics",
+    "FlattenObservation", "NormalizeObservation", "NormalizeReward", "RunningMeanStd",
+]
+
+
+def make_vec(
+    env: str | Any,
+    num_envs: int,
+    *,
+    env_params: Any = None,
+    flatten_obs: bool = False,
+    normalize_obs: bool = False,
+    normalize_reward: bool = False,
+    gamma: float = 0.99,
+    update_stats: bool = True,
+    env_kwargs: dict | None = None,
+) -> tuple[Any, Any]:
+    """A batched env ready for training: `num_envs` copies with episode statistics first.
+
+    `env` is an id for `make` or a single env object following the gymnax 1.0 protocol
+    (then `env_params` defaults to its `default_params`). `update_stats=False` freezes the
+    normalisation statistics, as evaluation wants.
+    """
+    if isinstance(env, str):
+        env, default_params = make(env, **(env_kwargs or {}))
+        env_params = default_params if env_params is None else env_params
+    elif env_params is None:
+        env_params = env.default_params
+    vec: Any = EpisodeStatistics(VecEnv(env, num_envs))
+    if flatten_obs:
+        vec = FlattenObservation(vec)
+    if normalize_obs:
+        vec = NormalizeObservation(vec, update_stats=update_stats)
+    if normalize_reward:
+        vec = NormalizeReward(vec, gamma=gamma, update_stats=update_stats)
+    return vec, env_params

@@ -1,0 +1,132 @@
+"""The environment protocol, the id registry and the vectorised view that algorithms consume.
+
+A single environment follows the gymnax 1.0 API::
+
+    obs, state = env.reset(key, params)
+    obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+with auto-reset on `terminated | truncated` and `info["final_observation"]` holding the
+observation the episode ended on (needed to bootstrap at time-limit truncations).
+Algorithms see a `VecEnv`: the same API over a leading axis of `num_envs` copies.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+from gymnax.environments import spaces
+from gymnax.environments.environment import Environment, EnvParams, EnvState
+
+__all__ = [
+    "Environment", "EnvParams", "EnvState", "spaces", "VecEnv", "Wrapper",
+    "make", "register", "registered_ids", "UnknownEnvError",
+]
+
+EnvFactory = Callable[..., tuple[Any, Any]]
+_REGISTRY: dict[str, EnvFactory] = {}
+
+
+class UnknownEnvError(ValueError):
+    """An env id that no registry knows."""
+
+
+def register(env_id: str, factory: EnvFactory) -> None:
+    """Make `make(env_id, **kwargs)` call `factory(**kwargs) -> (env, params)`."""
+    if env_id in _REGISTRY:
+        raise ValueError(f"env id {env_id!r} is already registered")
+    _REGISTRY[env_id] = factory
+
+
+def _gymnax_ids() -> list[str]:
+    import gymnax
+
+    return list(gymnax.registered_envs)
+
+
+def registered_ids() -> list[str]:
+    """Every id `make` serves: gymnax's own and those registered here."""
+    return sorted(set(_gymnax_ids()) | set(_REGISTRY))
+
+
+def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
+    """Build a single jittable env and its default params from an id.
+
+    Ids registered with `register` come first, then every gymnax id
+    (`CartPole-v1`, `Breakout-MinAtar`, ...).
+    """
+    if env_id in _REGISTRY:
+        return _REGISTRY[env_id](**kwargs)
+    if env_id in _gymnax_ids():
+        import gymnax
+
+        return gymnax.make(env_id, **kwargs)
+    close = difflib.get_close_matches(env_id, registered_ids(), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownEnvError(
+        f"unknown env id {env_id!r}.{hint} `jaxrl envs` lists the {len(registered_ids())} known ids."
+    )
+
+
+class Wrapper:
+    """Base for wrappers: forwards every attribute it does not define to the inner env."""
+
+    def __init__(self, env: Any):
+        self.env = env
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "env":  # not set yet (during unpickling): avoid infinite recursion
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def reset(self, key: chex.PRNGKey, params: Any) -> tuple[chex.Array, Any]:
+        return self.env.reset(key, params)
+
+    def step(self, key, state, action, params):
+        return self.env.step(key, state, action, params)
+
+    def reset_from(self, key: chex.PRNGKey, params: Any, like_state: Any):
+        """Reset, keeping any running statistics that `like_state` holds (see wrappers)."""
+        return self.env.reset_from(key, params, like_state)
+
+
+class VecEnv(Wrapper):
+    """`num_envs` independent copies of a single env, stepped together with `vmap`.
+
+    Spaces are those of one copy; observations, rewards and flags gain a leading
+    `num_envs` axis. Each copy gets its own key, so copies never share randomness.
+    """
+
+    def __init__(self, env: Any, num_envs: int):
+        super().__init__(env)
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        self.num_envs = num_envs
+        self._reset = jax.vmap(env.reset, in_axes=(0, None))
+        self._step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    def reset(self, key: chex.PRNGKey, params: Any) -> tuple[chex.Array, Any]:
+        return self._reset(jax.random.split(key, self.num_envs), params)
+
+    def step(self, key, state, action, params):
+        return self._step(jax.random.split(key, self.num_envs), state, action, params)
+
+    def reset_from(self, key, params, like_state):
+        return self.reset(key, params)  # single envs hold no statistics
+
+
+def space_size(space: Any) -> int:
+    """Number of scalars in one sample of a Box space."""
+    return int(jnp.prod(jnp.asarray(space.shape))) if space.shape else 1
+
+
+def describe_space(space: Any) -> str:
+    """A one-line human description of a gymnax space, for error messages."""
+    if isinstance(space, spaces.Discrete):
+        return f"Discrete({space.n})"
+    if isinstance(space, spaces.Box):
+        return f"Box(shape={tuple(space.shape)})"
+    return type(space).__name__

@@ -1,0 +1,136 @@
+"""Torsos (MLP, Nature-DQN CNN, MinAtar CNN) and the actor-critic that composes them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxrl.networks.distributions import Categorical
+
+ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu,
+                                    "silu": nn.silu}
+TORSOS = ("mlp", "nature_cnn", "minatar_cnn")
+
+
+def orthogonal(scale: float = 1.0) -> Callable:
+    """Orthogonal init that runs one seed at a time under `vmap`.
+
+    jaxlib 0.10 can deadlock on small CPU machines when a vmapped init runs batched QR
+    decompositions concurrently; `sequential_vmap` turns the batch into a loop with the
+    same results.
+    """
+    base = nn.initializers.orthogonal(scale)
+
+    def init(key: chex.PRNGKey, shape: Sequence[int], dtype=jnp.float32) -> chex.Array:
+        one = jax.custom_batching.sequential_vmap(lambda k: base(k, shape, dtype))
+        return one(key)
+
+    return init
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Which torso, how wide, and whether actor and critic share it."""
+
+    torso: str = "mlp"
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    shared: bool = False
+
+    def __post_init__(self):
+        if self.torso not in TORSOS:
+            raise ValueError(f"network.torso must be one of {', '.join(TORSOS)}, got {self.torso!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"network.activation must be one of {', '.join(ACTIVATIONS)}, "
+                             f"got {self.activation!r}")
+        if any(h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"network.hidden_sizes must be positive, got {list(self.hidden_sizes)}")
+
+
+class MLP(nn.Module):
+    """Dense layers on the flattened last `obs_ndim` axes of the input."""
+
+    hidden_sizes: Sequence[int]
+    activation: str = "tanh"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, x: chex.Array) -> chex.Array:
+        x = x.reshape(x.shape[: x.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
+        for size in self.hidden_sizes:
+            x = ACTIVATIONS[self.activation](nn.Dense(size, kernel_init=orthogonal(2**0.5))(x))
+        return x
+
+
+def _conv_stack(x: chex.Array, layers: Sequence[tuple[int, int, int]], act: Callable) -> chex.Array:
+    for features, kernel, stride in layers:
+        x = act(nn.Conv(features, (kernel, kernel), (stride, stride), padding="VALID",
+                        kernel_init=orthogonal(2**0.5))(x))
+    return x.reshape(x.shape[:-3] + (-1,))
+
+
+class NatureCNN(nn.Module):
+    """The Nature-DQN torso for [.., H, W, C] images (Atari, CarRacing); uint8 is scaled to [0, 1]."""
+
+    hidden_sizes: Sequence[int] = (512,)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: chex.Array) -> chex.Array:
+        x = x / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
+        x = _conv_stack(x, [(32, 8, 4), (64, 4, 2), (64, 3, 1)], ACTIVATIONS[self.activation])
+        return MLP(self.hidden_sizes, self.activation)(x)
+
+
+class MinAtarCNN(nn.Module):
+    """A small CNN for MinAtar's 10x10xC boolean grids: one 3x3 conv, then dense layers."""
+
+    hidden_sizes: Sequence[int] = (128,)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: chex.Array) -> chex.Array:
+        x = _conv_stack(x.astype(jnp.float32), [(16, 3, 1)], ACTIVATIONS[self.activation])
+        return MLP(self.hidden_sizes, self.activation)(x)
+
+
+def make_torso(config: NetworkConfig, obs_ndim: int) -> nn.Module:
+    """The torso that `config` names; CNN torsos need image observations ([H, W, C])."""
+    if config.torso == "mlp":
+        return MLP(config.hidden_sizes, config.activation, obs_ndim)
+    if obs_ndim != 3:
+        raise ValueError(f"network.torso={config.torso} needs image observations [H, W, C], "
+                         f"but this env's observations have {obs_ndim} axes; use torso: mlp")
+    cls = NatureCNN if config.torso == "nature_cnn" else MinAtarCNN
+    return cls(config.hidden_sizes, config.activation)
+
+
+class ActorCritic(nn.Module):
+    """Policy and state value from one shared torso or two separate ones.
+
+    `value` runs only the critic's path, for bootstrapping from final observations.
+    """
+
+    config: NetworkConfig
+    num_actions: int
+    obs_ndim: int = 1
+
+    def setup(self):
+        self.actor_torso = make_torso(self.config, self.obs_ndim)
+        self.critic_torso = (self.actor_torso if self.config.shared
+                             else make_torso(self.config, self.obs_ndim))
+        self.policy_head = nn.Dense(self.num_actions, kernel_init=orthogonal(0.01))
+        self.value_head = nn.Dense(1, kernel_init=orthogonal(1.0))
+
+    def __call__(self, obs: chex.Array) -> tuple[Categorical, chex.Array]:
+        actor_features = self.actor_torso(obs)
+        critic_features = actor_features if self.config.shared else self.critic_torso(obs)
+        return Categorical(self.policy_head(actor_features)), self.value_head(critic_features)[..., 0]
+
+    def value(self, obs: chex.Array) -> chex.Array:
+        return self.value_head(self.critic_torso(obs))[..., 0]

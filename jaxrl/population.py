@@ -1,0 +1,204 @@
+"""The population driver: many agents of one algorithm trained in one compiled program.
+
+Seeds (and per-member hyperparameters) form a leading *population* axis. The state is
+sharded over a 1-D device mesh along that axis; each device runs `vmap` over its members
+inside `shard_map`, so no data crosses devices. The host calls one compiled function per
+chunk of updates, which returns per-member metrics already reduced over the chunk, so
+host memory grows with members x chunks, never with steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxrl.algos.base import Algorithm
+
+AXIS = "pop"
+
+
+class ChunkReport(NamedTuple):
+    """What the host learns after each chunk; metrics are per member, shape [P]."""
+
+    chunk: int
+    updates_done: int
+    env_steps: int  # per member
+    seconds: float  # wall time of this chunk (steady state: compile is excluded)
+    metrics: dict[str, np.ndarray]
+    eval_returns: np.ndarray | None  # [P, episodes] when evaluated after this chunk
+
+
+class RunResult(NamedTuple):
+    state: Any  # final training state, leading axis P
+    reports: list[ChunkReport]
+    final_eval_returns: np.ndarray | None  # [P, episodes]
+    compile_seconds: float
+    steady_sps: float  # env steps per second, all members together, compile excluded
+    num_devices: int
+
+
+def member_keys(seed: int, num_members: int) -> chex.Array:
+    """Member i's key depends on (seed, i) only, so it is the same in any population size."""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_members))
+
+
+def broadcast_hparams(hparams: Any, num_members: int) -> Any:
+    """Gives every hyperparameter leaf a leading population axis (leaves already [P] stay)."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32),
+                                                   (num_members,) + jnp.shape(x)[1:])
+                        if jnp.ndim(x) == 0 else jnp.asarray(x, jnp.float32), hparams)
+
+
+def population_mesh(num_members: int, devices: Sequence[Any] | None = None) -> jax.sharding.Mesh:
+    """A 1-D mesh over as many devices as divide the population evenly."""
+    devices = list(devices if devices is not None else jax.devices())
+    count = max(d for d in range(1, len(devices) + 1) if num_members % d == 0)
+    return jax.make_mesh((count,), (AXIS,), devices=devices[:count])
+
+
+def _reduce_chunk(sums: dict[str, chex.Array], num_updates: chex.Array) -> dict[str, chex.Array]:
+    """Per-update means, and per-episode means for `episode_*` sums (NaN if none ended)."""
+    episodes = sums.get("episodes", jnp.float32(0))
+    out = {}
+    for name, total in sums.items():
+        if name.startswith("episode_"):
+            out[name] = jnp.where(episodes > 0, total / jnp.maximum(episodes, 1), jnp.nan)
+        elif name == "episodes":
+            out[name] = total
+        else:
+            out[name] = total / num_updates
+    return out
+
+
+class Population:
+    """Compiled functions for one algorithm over `num_members` agents on a device mesh.
+
+    `init`, `train_chunk` and `evaluate` are compiled once (ahead of time, so compile time
+    is measured apart from run time) and reused for every chunk.
+    """
+
+    def __init__(self, algo: Algorithm, num_members: int, *, devices: Sequence[Any] | None = None,
+                 evaluator: Callable[[Any, chex.PRNGKey], chex.Array] | None = None):
+        self.algo, self.num_members = algo, num_members
+        self.mesh = population_mesh(num_members, devices)
+        self.sharding = NamedSharding(self.mesh, P(AXIS))
+        self.evaluator = evaluator
+        self.compile_seconds = 0.0
+        spec = P(AXIS)
+
+        def chunk(state, hparams, num_updates):
+            def one_member(state, hp):
+                _, metric_shapes = jax.eval_shape(algo.update, state, hp)
+                zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+
+                def body(_, carry):
+                    state, sums = carry
+                    state, metrics = algo.update(state, hp)
+                    return state, jax.tree.map(jnp.add, sums, metrics)
+
+                state, sums = jax.lax.fori_loop(0, num_updates, body, (state, zeros))
+                return state, _reduce_chunk(sums, num_updates)
+
+            return jax.vmap(one_member)(state, hparams)
+
+        sharded_chunk = jax.shard_map(chunk, mesh=self.mesh, in_specs=(spec, spec, P()),
+                                      out_specs=spec, check_vma=False)
+        self._chunk = jax.jit(sharded_chunk, donate_argnums=0)
+        self._init = jax.jit(
+            jax.shard_map(jax.vmap(algo.init), mesh=self.mesh, in_specs=(spec, spec),
+                          out_specs=spec, check_vma=False))
+        if evaluator is not None:
+            self._evaluate = jax.jit(jax.shard_map(jax.vmap(evaluator), mesh=self.mesh,
+                                                   in_specs=(spec, spec), out_specs=spec, check_vma=False))
+        self._compiled: dict[str, Any] = {}
+
+    def _compiled_fn(self, name: str, fn: Any, *args: Any) -> Any:
+        if name not in self._compiled:
+            start = time.perf_counter()
+            self._compiled[name] = fn.lower(*args).compile()
+            self.compile_seconds += time.perf_counter() - start
+        return self._compiled[name]
+
+    def place(self, tree: Any) -> Any:
+        """Puts a pytree with a leading population axis onto the mesh."""
+        return jax.device_put(tree, self.sharding)
+
+    def init(self, keys: chex.Array, hparams: Any) -> Any:
+        keys, hparams = self.place(keys), self.place(hparams)
+        return self._compiled_fn("init", self._init, keys, hparams)(keys, hparams)
+
+    def train_chunk(self, state: Any, hparams: Any, num_updates: int) -> tuple[Any, dict]:
+        """Runs `num_updates` updates of every member; `state` is donated (do not reuse it)."""
+        count = jnp.int32(num_updates)
+        return self._compiled_fn("chunk", self._chunk, state, hparams, count)(state, hparams, count)
+
+    def evaluate(self, state: Any, keys: chex.Array) -> chex.Array:
+        if self.evaluator is None:
+            raise ValueError("this Population was built without an evaluator")
+        keys = self.place(keys)
+        return self._compiled_fn("evaluate", self._evaluate, state, keys)(state, keys)
+
+
+def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None,
+        updates_per_chunk: int = 10, evaluator: Callable | None = None,
+        eval_every_chunks: int = 0, devices: Sequence[Any] | None = None,
+        on_chunk: Callable[[ChunkReport], None] | None = None,
+        on_start: Callable[["Population"], None] | None = None) -> RunResult:
+    """Trains `num_members` agents for `algo.num_updates` updates each and evaluates them.
+
+    `hparams` defaults to `algo.default_hparams` for every member; give leaves a leading
+    [num_members] axis to vary them. Evaluation runs after every `eval_every_chunks`-th
+    chunk (0: only at the end) when an `evaluator` is given. `on_chunk` sees each report as
+    soon as it is on the host (progress bars, loggers).
+    """
+    population = Population(algo, num_members, devices=devices, evaluator=evaluator)
+    hparams = population.place(broadcast_hparams(
+        algo.default_hparams if hparams is None else hparams, num_members))
+    keys = member_keys(seed, num_members)
+    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    state = population.init(init_keys, hparams)
+    jax.block_until_ready(state)
+    if on_start is not None:
+        on_start(population)
+
+    num_chunks = math.ceil(algo.num_updates / updates_per_chunk)
+    reports: list[ChunkReport] = []
+    steady_seconds, steady_steps, updates_done = 0.0, 0, 0
+    final_eval = None
+    for index in range(num_chunks):
+        count = min(updates_per_chunk, algo.num_updates - updates_done)
+        start = time.perf_counter()
+        state, metrics = population.train_chunk(state, hparams, count)
+        metrics = jax.device_get(metrics)
+        seconds = time.perf_counter() - start
+        if index == 0:  # the first call may still pay one-off costs: keep it out of steady SPS
+            seconds_first = seconds
+        else:
+            steady_seconds += seconds
+            steady_steps += count * algo.env_steps_per_update * num_members
+        updates_done += count
+        last = index == num_chunks - 1
+        eval_returns = None
+        if evaluator is not None and (last or (eval_every_chunks and (index + 1) % eval_every_chunks == 0)):
+            chunk_key = jax.vmap(lambda k: jax.random.fold_in(k, index))(eval_keys)
+            eval_returns = np.asarray(jax.device_get(population.evaluate(state, chunk_key)))
+            final_eval = eval_returns if last else final_eval
+        report = ChunkReport(index, updates_done, updates_done * algo.env_steps_per_update,
+                             seconds, {k: np.asarray(v) for k, v in metrics.items()}, eval_returns)
+        reports.append(report)
+        if on_chunk is not None:
+            on_chunk(report)
+    if steady_seconds == 0.0:  # a single chunk: the best we have is that chunk
+        steady_seconds = seconds_first
+        steady_steps = updates_done * algo.env_steps_per_update * num_members
+    return RunResult(state, reports, final_eval, population.compile_seconds,
+                     steady_steps / steady_seconds, population.mesh.size)
