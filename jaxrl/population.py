@@ -33,6 +33,7 @@ class ChunkReport(NamedTuple):
     seconds: float  # wall time of this chunk (steady state: compile is excluded)
     metrics: dict[str, np.ndarray]
     eval_returns: np.ndarray | None  # [P, episodes] when evaluated after this chunk
+    eval_seconds: float = 0.0
 
 
 class RunResult(NamedTuple):
@@ -127,6 +128,14 @@ class Population:
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[name]
 
+    def compile(self, state: Any, hparams: Any) -> float:
+        """Compiles the chunk (and evaluation) ahead of the first call; returns total compile seconds."""
+        self._compiled_fn("chunk", self._chunk, state, hparams, jnp.int32(1))
+        if self.evaluator is not None:
+            keys = self.place(member_keys(0, self.num_members))
+            self._compiled_fn("evaluate", self._evaluate, state, keys)
+        return self.compile_seconds
+
     def place(self, tree: Any) -> Any:
         """Puts a pytree with a leading population axis onto the mesh."""
         return jax.device_put(tree, self.sharding)
@@ -166,7 +175,7 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
     state = population.init(init_keys, hparams)
-    jax.block_until_ready(state)
+    population.compile(state, hparams)
     if on_start is not None:
         on_start(population)
 
@@ -180,20 +189,23 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
         state, metrics = population.train_chunk(state, hparams, count)
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start
-        if index == 0:  # the first call may still pay one-off costs: keep it out of steady SPS
+        if index == 0:  # the first call still pays one-off costs (thread pools, allocation)
             seconds_first = seconds
         else:
             steady_seconds += seconds
             steady_steps += count * algo.env_steps_per_update * num_members
         updates_done += count
         last = index == num_chunks - 1
-        eval_returns = None
+        eval_returns, eval_seconds = None, 0.0
         if evaluator is not None and (last or (eval_every_chunks and (index + 1) % eval_every_chunks == 0)):
             chunk_key = jax.vmap(lambda k: jax.random.fold_in(k, index))(eval_keys)
+            eval_start = time.perf_counter()
             eval_returns = np.asarray(jax.device_get(population.evaluate(state, chunk_key)))
+            eval_seconds = time.perf_counter() - eval_start
             final_eval = eval_returns if last else final_eval
         report = ChunkReport(index, updates_done, updates_done * algo.env_steps_per_update,
-                             seconds, {k: np.asarray(v) for k, v in metrics.items()}, eval_returns)
+                             seconds, {k: np.asarray(v) for k, v in metrics.items()}, eval_returns,
+                             eval_seconds)
         reports.append(report)
         if on_chunk is not None:
             on_chunk(report)

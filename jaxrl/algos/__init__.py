@@ -1,0 +1,10 @@
+"""Algorithms, one module per family, each with a `Config` dataclass and `make(...)`."""
+
+from types import ModuleType
+
+from jaxrl.algos import ppo
+from jaxrl.algos.base import Algorithm, Metrics
+
+REGISTRY: dict[str, ModuleType] = {"ppo": ppo}
+
+__all__ = ["Algorithm", "Metrics", "REGISTRY", "ppo"]

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 from gymnax.environments import spaces
 from gymnax.environments.environment import Environment, EnvParams, EnvState
 
+from jaxrl.errors import JaxrlError
+
 __all__ = [
     "Environment", "EnvParams", "EnvState", "spaces", "VecEnv", "Wrapper",
     "make", "register", "registered_ids", "UnknownEnvError",
@@ -30,7 +32,7 @@ EnvFactory = Callable[..., tuple[Any, Any]]
 _REGISTRY: dict[str, EnvFactory] = {}
 
 
-class UnknownEnvError(ValueError):
+class UnknownEnvError(JaxrlError, ValueError):
     """An env id that no registry knows."""
 
 

@@ -1,0 +1,41 @@
+"""Learning-curve plots from a run's long-format metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def learning_curve(steps: np.ndarray, returns: np.ndarray, path: str | Path, title: str,
+                   ylabel: str = "episode return (training)") -> Path:
+    """Mean across seeds with a ±std band and a min–max band; `returns` is [points, seeds].
+
+    Points where a seed finished no episode (NaN) are left out of that point's statistics.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    returns = np.asarray(returns, dtype=np.float64)
+    keep = ~np.all(np.isnan(returns), axis=1)
+    steps, returns = np.asarray(steps)[keep], returns[keep]
+    mean, std = np.nanmean(returns, 1), np.nanstd(returns, 1)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    ax.fill_between(steps, np.nanmin(returns, 1), np.nanmax(returns, 1), color="C0", alpha=0.15,
+                    linewidth=0, label="min–max")
+    ax.fill_between(steps, mean - std, mean + std, color="C0", alpha=0.3, linewidth=0,
+                    label="±1 std")
+    ax.plot(steps, mean, color="C0", linewidth=2, label=f"mean of {returns.shape[1]} seeds")
+    ax.set_xlabel("env steps per seed")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

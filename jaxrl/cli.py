@@ -1,0 +1,99 @@
+"""`jaxrl train | envs`: argument parsing and error reporting only; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxrl", description="Train populations of RL agents in one compiled JAX program.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a population from a YAML config")
+    train.add_argument("config", help="path to a YAML config, e.g. configs/ppo_cartpole.yaml")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides such as algo.lr=1e-3 env.num_envs=8")
+    train.add_argument("--seeds", type=int, help="population size (overrides `seeds`)")
+    train.add_argument("--seed", type=int, help="base seed (overrides `seed`)")
+    train.add_argument("--run-dir", help="run folder to create (default runs/<config>-<time>)")
+    train.add_argument("--devices", type=int,
+                       help="devices to shard the population over (default: all; on a CPU-only "
+                            "machine, one CPU device per core)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    commands.add_parser("envs", help="list the env ids that `env.id` accepts")
+    return parser
+
+
+def _split_cpu(devices: int | None) -> None:
+    """One XLA CPU device per core (or `devices`); must run before jax is first imported."""
+    if "JAX_NUM_CPU_DEVICES" not in os.environ and "device_count" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["JAX_NUM_CPU_DEVICES"] = str(devices or os.cpu_count() or 1)
+
+
+def _enable_compilation_cache() -> None:
+    """Persistent XLA cache, so a second run of the same config skips most compiling."""
+    import jax
+
+    cache = os.environ.get("JAXRL_COMPILATION_CACHE", str(Path.home() / ".cache" / "jaxrl" / "xla"))
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _train(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    for flag, key in ((args.seeds, "seeds"), (args.seed, "seed")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    if args.devices is not None and args.devices < 1:
+        from jaxrl.errors import ConfigError
+
+        raise ConfigError(f"--devices must be at least 1, got {args.devices}")
+    from jaxrl import config as config_lib
+
+    config = config_lib.load(args.config, overrides)
+    _enable_compilation_cache()
+    import jax
+
+    from jaxrl.experiment.run_dir import create_run_dir, default_run_dir
+    from jaxrl.experiment.train import build, format_summary, train
+
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        create_run_dir(run_dir)  # raises the readable error before any work
+    build(config)  # env id, action space and shapes are checked before the run folder exists
+    devices = jax.devices()[: args.devices] if args.devices else None
+    summary = train(config, run_dir, progress=not args.no_progress, devices=devices)
+    print(format_summary(summary))
+    return 0
+
+
+def _envs() -> int:
+    from jaxrl.envs import registered_ids
+
+    print("\n".join(registered_ids()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "train":
+        _split_cpu(args.devices if args.devices and args.devices > 0 else None)
+    from jaxrl.errors import JaxrlError
+
+    try:
+        return _train(args) if args.command == "train" else _envs()
+    except JaxrlError as error:
+        print(f"jaxrl: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxrl: interrupted; the run folder keeps what was logged so far", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

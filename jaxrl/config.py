@@ -1,0 +1,250 @@
+"""Typed, validated run configs: YAML file + `key=value` overrides -> frozen dataclasses.
+
+A hand-written schema walker over dataclasses (rather than OmegaConf) because the `algo:`
+section's schema depends on `algo.name`, and because every error must be one line that
+names the key, the bad value and the fix. Types come from the dataclass annotations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from jaxrl.algos import REGISTRY as ALGOS
+from jaxrl.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """The `env:` section: which env, how many copies per agent, and its wrappers."""
+
+    id: str = "CartPole-v1"
+    num_envs: int = 4
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    kwargs: dict = dataclasses.field(default_factory=dict)  # passed to the env's constructor
+
+    def __post_init__(self):
+        if self.num_envs < 1:
+            raise ConfigError(f"env.num_envs must be at least 1, got {self.num_envs}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The `eval:` section: greedy evaluation of every member during and after training."""
+
+    episodes: int = 10  # per member
+    every_env_steps: int = 0  # 0: only at the end
+    max_steps: int = 0  # 0: the env's own time limit
+    deterministic: bool = True
+
+    def __post_init__(self):
+        if self.episodes < 1:
+            raise ConfigError(f"eval.episodes must be at least 1, got {self.episodes}")
+        for key in ("every_env_steps", "max_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"eval.{key} must be >= 0, got {getattr(self, key)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole run. `algo` is the `Config` of the algorithm that `algo.name` names."""
+
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    algo: Any = None
+    total_env_steps: int = 500_000  # per member
+    seeds: int = 8  # population size
+    seed: int = 0  # base seed; member i uses (seed, i)
+    log_every_env_steps: int = 25_000  # per member; one chunk of updates between logs
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        for key in ("total_env_steps", "seeds", "log_every_env_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Checks `value` against annotation `tp`, converting where no information is lost."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        number = _number(value)
+        if number is not None and float(number).is_integer() and not isinstance(value, bool):
+            return int(number)
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if tp is float:
+        number = _number(value)
+        if number is not None and not isinstance(value, bool):
+            return float(number)
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+def _number(value: Any) -> float | int | None:
+    """A number from a number or a numeric string ('1e-3', which YAML leaves as text)."""
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    """Builds dataclass `cls` from a mapping, refusing unknown keys with a suggestion."""
+    where = f"{prefix}." if prefix else ""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'the config'} must be a mapping of keys, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {where}{close[0]}?" if close else ""
+            raise ConfigError(f"unknown config key {where}{key}{hint} "
+                              f"(known: {', '.join(sorted(fields))})")
+    kwargs = {key: _coerce(value, hints[key], f"{where}{key}") for key, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as error:  # validation inside nested library dataclasses
+        raise ConfigError(f"{prefix}: {error}") from None
+
+
+def _algo_config(data: Any) -> Any:
+    if data is None or not isinstance(data, dict) or "name" not in data:
+        raise ConfigError(f"algo.name is required; one of: {', '.join(sorted(ALGOS))}")
+    name = data["name"]
+    if name not in ALGOS:
+        close = difflib.get_close_matches(str(name), list(ALGOS), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"unknown algorithm algo.name={name!r}{hint} "
+                          f"(available: {', '.join(sorted(ALGOS))})")
+    return _build(ALGOS[name].Config, data, "algo")
+
+
+def from_dict(data: dict) -> Config:
+    """Validates a plain mapping (as parsed from YAML) into a `Config`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    data = dict(data)
+    algo = _algo_config(data.pop("algo", None))
+    config = _build(Config, data, "")
+    return dataclasses.replace(config, algo=algo)
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """Applies `a.b.c=value` strings to a nested mapping; values are parsed as YAML."""
+    data = _deep_copy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. algo.lr=1e-3")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        if not all(keys):
+            raise ConfigError(f"override {item!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for key in keys[:-1]:
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {key} is a value, not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Parses a config file, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}".splitlines()[0]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (env, algo, ...)")
+    return data
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Reads, overrides and validates a YAML config."""
+    return from_dict(apply_overrides(read_yaml(path), overrides))
+
+
+def to_dict(config: Any) -> Any:
+    """The config as plain YAML-ready data (tuples become lists), every default filled in."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, (list, tuple)):
+        return [to_dict(v) for v in config]
+    if isinstance(config, dict):
+        return {k: to_dict(v) for k, v in config.items()}
+    return config
+
+
+def dump(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
