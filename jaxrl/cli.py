@@ -80,7 +80,13 @@ def _envs() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may come after options too
+    unknown = [x for x in extra if x.startswith("-") or "=" not in x or args.command != "train"]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "train":
+        args.overrides = list(args.overrides) + extra
     if args.command == "train":
         _split_cpu(args.devices if args.devices and args.devices > 0 else None)
     from jaxrl.errors import JaxrlError

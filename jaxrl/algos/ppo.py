@@ -19,7 +19,7 @@ import optax
 from jaxrl.algos.base import Algorithm, Metrics
 from jaxrl.envs import describe_space, spaces
 from jaxrl.errors import ConfigError
-from jaxrl.networks import ActorCritic, NetworkConfig
+from jaxrl.networks import ActorCritic, NetworkConfig, check_torso
 from jaxrl.rl import approx_kl, clipped_surrogate_loss, gae_advantages, linear_decay, value_loss
 
 
@@ -109,6 +109,16 @@ def _optimizer(hp: HParams, lr: chex.Array, adam_eps: float) -> optax.GradientTr
                        optax.scale_by_adam(eps=adam_eps), optax.scale(-lr))
 
 
+def build_network(config: Config, env: Any, env_params: Any) -> ActorCritic:
+    """The actor-critic for this env's observation shape and number of actions."""
+    obs_shape = tuple(env.observation_space(env_params).shape)
+    try:
+        check_torso(config.network, len(obs_shape))
+    except ValueError as error:
+        raise ConfigError(f"algo.{error}") from None
+    return ActorCritic(config.network, env.action_space(env_params).n, len(obs_shape))
+
+
 def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Algorithm:
     """Binds PPO to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent."""
     action_space = env.action_space(env_params)
@@ -117,7 +127,6 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
             f"PPO with a categorical policy needs a Discrete action space, but this env has "
             f"{describe_space(action_space)}; choose a discrete env")
     num_envs = env.num_envs
-    obs_shape = tuple(env.observation_space(env_params).shape)
     batch_size = num_envs * config.num_steps
     if batch_size % config.num_minibatches:
         raise ConfigError(
@@ -128,7 +137,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's batch "
                           f"({batch_size} steps); raise it or shrink env.num_envs/algo.num_steps")
     minibatch_size = batch_size // config.num_minibatches
-    network = ActorCritic(config.network, action_space.n, len(obs_shape))
+    network = build_network(config, env, env_params)
 
     def init(key: chex.PRNGKey, hp: HParams) -> PPOState:
         net_key, env_key, key = jax.random.split(key, 3)

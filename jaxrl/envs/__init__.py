@@ -12,6 +12,10 @@ from jaxrl.envs.wrappers import (
     EpisodeStatistics, FlattenObservation, NormalizeObservation, NormalizeReward, RunningMeanStd,
 )
 
+from jaxrl.envs.probes import register_probes
+
+register_probes(register)
+
 __all__ = [
     "Environment", "EnvParams", "EnvState", "UnknownEnvError", "VecEnv", "Wrapper", "spaces",
     "make", "register", "registered_ids", "describe_space", "make_vec", "EpisodeStatistics",

@@ -2,8 +2,8 @@
 
 from jaxrl.networks.distributions import Categorical
 from jaxrl.networks.modules import (
-    ActorCritic, MinAtarCNN, MLP, NatureCNN, NetworkConfig, make_torso, orthogonal,
+    ActorCritic, MinAtarCNN, MLP, NatureCNN, NetworkConfig, check_torso, make_torso, orthogonal,
 )
 
 __all__ = ["ActorCritic", "Categorical", "MLP", "MinAtarCNN", "NatureCNN", "NetworkConfig",
-           "make_torso", "orthogonal"]
+           "check_torso", "make_torso", "orthogonal"]

@@ -99,13 +99,18 @@ class MinAtarCNN(nn.Module):
         return MLP(self.hidden_sizes, self.activation)(x)
 
 
-def make_torso(config: NetworkConfig, obs_ndim: int) -> nn.Module:
-    """The torso that `config` names; CNN torsos need image observations ([H, W, C])."""
-    if config.torso == "mlp":
-        return MLP(config.hidden_sizes, config.activation, obs_ndim)
-    if obs_ndim != 3:
+def check_torso(config: NetworkConfig, obs_ndim: int) -> None:
+    """Raises ValueError when the torso cannot read observations with `obs_ndim` axes."""
+    if config.torso != "mlp" and obs_ndim != 3:
         raise ValueError(f"network.torso={config.torso} needs image observations [H, W, C], "
                          f"but this env's observations have {obs_ndim} axes; use torso: mlp")
+
+
+def make_torso(config: NetworkConfig, obs_ndim: int) -> nn.Module:
+    """The torso that `config` names; CNN torsos need image observations ([H, W, C])."""
+    check_torso(config, obs_ndim)
+    if config.torso == "mlp":
+        return MLP(config.hidden_sizes, config.activation, obs_ndim)
     cls = NatureCNN if config.torso == "nature_cnn" else MinAtarCNN
     return cls(config.hidden_sizes, config.activation)
 

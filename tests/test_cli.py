@@ -1,0 +1,123 @@
+"""The `jaxrl` command end to end, in a real subprocess, on a tiny budget."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from jaxrl.experiment.run_dir import read_metrics
+
+pytestmark = pytest.mark.timeout(600)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["total_env_steps=4096", "log_every_env_steps=1024", "eval.episodes=3",
+        "eval.every_env_steps=2048", "env.num_envs=4", "algo.num_steps=32"]
+
+
+def jaxrl(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("jaxrl")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "jaxrl"]
+    env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    return subprocess.run(command + list(args), capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "3", "--run-dir", str(run_dir),
+                 *TINY, "algo.lr=1e-3")
+    return run_dir, done
+
+
+def test_train_writes_complete_run_folder(tiny_run):
+    run_dir, done = tiny_run
+    assert done.returncode == 0, done.stderr
+    for name in ("config.yaml", "metrics.csv", "summary.json", "timings.jsonl",
+                 "plots/learning_curve.png"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "plots/learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # stdout: the final table and the run folder's path
+    assert "IQM" in done.stdout and "95% CI" in done.stdout and str(run_dir) in done.stdout
+    assert "steps/s" in done.stderr  # the progress bar
+
+
+def test_resolved_config_is_written(tiny_run):
+    run_dir, _ = tiny_run
+    written = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert written["seeds"] == 3 and written["algo"]["lr"] == pytest.approx(1e-3)
+    assert written["algo"]["num_epochs"] == 4  # defaults are filled in
+    assert written["env"]["num_envs"] == 4
+
+
+def test_metrics_are_long_format_per_seed_per_point(tiny_run):
+    run_dir, _ = tiny_run
+    rows = read_metrics(run_dir / "metrics.csv")
+    # 4096 steps / (4 envs x 32 steps) = 32 updates; 1024 steps per log -> 8 updates a chunk
+    assert len(rows) == 3 * 4
+    assert [int(r["seed"]) for r in rows[:3]] == [0, 1, 2]
+    assert sorted({int(r["env_steps"]) for r in rows}) == [1024, 2048, 3072, 4096]
+    for column in ("episode_return", "episode_length", "policy_loss", "value_loss", "entropy",
+                   "approx_kl", "sps", "eval_return"):
+        assert column in rows[0]
+    entropy = np.array([float(r["entropy"]) for r in rows])
+    assert np.all((entropy > 0) & (entropy <= np.log(2) + 1e-6))
+    evaluated = {int(r["env_steps"]) for r in rows if r["eval_return"]}
+    assert evaluated == {2048, 4096}
+
+
+def test_summary_has_statistics_and_versions(tiny_run):
+    run_dir, _ = tiny_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    final = summary["final_eval"]
+    assert len(final["per_seed"]) == 3
+    per_seed = np.array(final["per_seed"])
+    assert final["mean"] == pytest.approx(per_seed.mean(), abs=1e-3)
+    assert final["min"] <= final["iqm_ci_low"] <= final["iqm"] <= final["iqm_ci_high"] <= final["max"]
+    assert summary["steady_sps"] > 0 and summary["compile_seconds"] > 0
+    for key in ("jax", "jaxlib", "device_kind"):
+        assert summary["versions"][key]
+    assert summary["devices"] == 1 or summary["devices"] <= os.cpu_count()
+    timings = [json.loads(line) for line in (run_dir / "timings.jsonl").read_text().splitlines()]
+    assert [t["event"] for t in timings][0] == "init" and timings[-1]["event"] == "end"
+    assert sum(t["event"] == "chunk" for t in timings) == 4
+
+
+def test_existing_run_folder_is_never_overwritten(tiny_run):
+    run_dir, _ = tiny_run
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--run-dir", str(run_dir), *TINY)
+    assert done.returncode == 2
+    assert "already exists" in done.stderr and "Traceback" not in done.stderr
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (["configs/ppo_cartpole.yaml", "algo.lrr=1"], "unknown config key algo.lrr"),
+    (["configs/ppo_cartpole.yaml", "env.id=CartPol-v1"], "unknown env id 'CartPol-v1'"),
+    (["configs/ppo_cartpole.yaml", "env.id=Pendulum-v1"], "needs a Discrete action space"),
+    (["configs/ppo_cartpole.yaml", "algo.num_minibatches=7"], "algo.num_minibatches=7 must divide"),
+    (["configs/ppo_cartpole.yaml", "env.num_envs=two"], "env.num_envs must be an integer"),
+    (["configs/no_such.yaml"], "does not exist"),
+    (["configs/ppo_cartpole.yaml", "--seeds", "0"], "seeds must be at least 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
+    run_dir = tmp_path / "never"
+    done = jaxrl("train", *args, "--run-dir", str(run_dir), timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], done.stderr
+    assert not run_dir.exists()
+
+
+def test_envs_lists_gymnax_and_probe_ids():
+    done = jaxrl("envs", timeout=120)
+    assert done.returncode == 0
+    ids = done.stdout.split()
+    assert {"CartPole-v1", "Breakout-MinAtar", "Acrobot-v1", "ProbeTimeLimit-v0"} <= set(ids)
