@@ -51,6 +51,14 @@ def member_keys(seed: int, num_members: int) -> chex.Array:
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_members))
 
 
+INIT_STREAM, EVAL_STREAM = 0, 1
+
+
+def stream_keys(seed: int, num_members: int, stream: int) -> chex.Array:
+    """Independent key streams per member: `INIT_STREAM` for `init`, `EVAL_STREAM` for evaluation."""
+    return jax.vmap(lambda k: jax.random.fold_in(k, stream))(member_keys(seed, num_members))
+
+
 def broadcast_hparams(hparams: Any, num_members: int) -> Any:
     """Gives every hyperparameter leaf a leading population axis (leaves already [P] stay)."""
     return jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32),
@@ -171,10 +179,8 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
     population = Population(algo, num_members, devices=devices, evaluator=evaluator)
     hparams = population.place(broadcast_hparams(
         algo.default_hparams if hparams is None else hparams, num_members))
-    keys = member_keys(seed, num_members)
-    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    state = population.init(init_keys, hparams)
+    eval_keys = stream_keys(seed, num_members, EVAL_STREAM)
+    state = population.init(stream_keys(seed, num_members, INIT_STREAM), hparams)
     population.compile(state, hparams)
     if on_start is not None:
         on_start(population)
