@@ -176,11 +176,15 @@ def machine_info() -> dict[str, Any]:
 
 
 def worker_env(system: str) -> dict[str, str]:
-    """The subprocess environment: its CPU device count, and no persistent compilation cache."""
-    env = dict(os.environ)
-    env["JAX_NUM_CPU_DEVICES"] = str(os.cpu_count() or 1) if system == "jaxrl" else "1"
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
-    env["XLA_FLAGS"] = " ".join(flags)
+    """The subprocess environment: jaxrl's CLI defaults or the reference's plain single device,
+    and no persistent compilation cache."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
+    if system == "jaxrl":
+        from jaxrl.runtime import cpu_defaults
+
+        cpu_defaults(environ=env)  # exactly what `jaxrl train` does by default
+    else:
+        env["JAX_NUM_CPU_DEVICES"] = "1"  # the reference is single-device by design
     env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     env["JAXRL_COMPILATION_CACHE"] = ""

@@ -28,12 +28,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split_cpu(devices: int | None) -> None:
-    """One XLA CPU device per core (or `devices`); must run before jax is first imported."""
-    if "JAX_NUM_CPU_DEVICES" not in os.environ and "device_count" not in os.environ.get("XLA_FLAGS", ""):
-        os.environ["JAX_NUM_CPU_DEVICES"] = str(devices or os.cpu_count() or 1)
-
-
 def _enable_compilation_cache() -> None:
     """Persistent XLA cache, so a second run of the same config skips most compiling."""
     import jax
@@ -88,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         args.overrides = list(args.overrides) + extra
     if args.command == "train":
-        _split_cpu(args.devices if args.devices and args.devices > 0 else None)
+        from jaxrl.runtime import cpu_defaults
+
+        cpu_defaults(args.devices if args.devices and args.devices > 0 else None)
     from jaxrl.errors import JaxrlError
 
     try:

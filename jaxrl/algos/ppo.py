@@ -97,6 +97,17 @@ class Transition(NamedTuple):
     episode_length: chex.Array
 
 
+class Minibatch(NamedTuple):
+    """Only what the loss reads, so shuffling moves no other data."""
+
+    obs: chex.Array
+    action: chex.Array
+    log_prob: chex.Array
+    value: chex.Array
+    advantage: chex.Array
+    target: chex.Array
+
+
 def episode_metrics(batch: Transition) -> Metrics:
     """Sums over the episodes that ended in `batch`, as `algos.base` asks."""
     done = batch.episode_done.astype(jnp.float32)
@@ -170,14 +181,16 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
             step, (state.env_state, state.obs, state.key), length=config.num_steps)
         return state._replace(env_state=env_state, obs=obs, key=key), batch
 
-    def loss_fn(params, minibatch: Transition, advantages, targets, hp: HParams):
+    def loss_fn(params, minibatch: Minibatch, hp: HParams):
         dist, values = network.apply(params, minibatch.obs)
         log_prob = dist.log_prob(minibatch.action)
+        advantages = minibatch.advantage
         if config.normalize_advantages:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         policy_loss, clip_fraction = clipped_surrogate_loss(
             log_prob, minibatch.log_prob, advantages, hp.clip_eps)
-        v_loss = value_loss(values, minibatch.value, targets, hp.clip_eps, config.clip_value_loss)
+        v_loss = value_loss(values, minibatch.value, minibatch.target, hp.clip_eps,
+                            config.clip_value_loss)
         entropy = dist.entropy().mean()
         total = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
         return total, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy,
@@ -192,12 +205,12 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
                                              hp.gamma, hp.gae_lambda)
         lr = (linear_decay(hp.lr, state.update_step, num_updates) if config.anneal_lr else hp.lr)
         optimizer = _optimizer(hp, lr, config.adam_eps)
-        flat = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]),
-                            (batch, advantages, targets))
+        flat = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), Minibatch(
+            batch.obs, batch.action, batch.log_prob, batch.value, advantages, targets))
 
-        def minibatch_step(carry, minibatch):
+        def minibatch_step(carry, minibatch: Minibatch):
             params, opt_state = carry
-            grads, metrics = jax.grad(loss_fn, has_aux=True)(params, *minibatch, hp)
+            grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch, hp)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), metrics
 
