@@ -289,7 +289,7 @@ def render_markdown(machine: dict[str, Any], args: argparse.Namespace, rows: lis
         lines += ["† budget cut by `--steps-for-256` to keep the benchmark short; SPS is comparable "
                   "with the other rows, final returns are not.", ""]
     lines += [
-        "jaxrl: `population.run` with every CPU core as a device (`JAX_NUM_CPU_DEVICES` = core count); "
+        "jaxrl: `population.run` with `jaxrl train`'s CPU defaults (one device per core, Eigen threads off); "
         "compile s covers init, the training chunk and the evaluator; steady SPS excludes compile, the "
         "first chunk and evaluation; final return is the greedy evaluation "
         "(10 episodes per seed) after training. Reference: `jax.jit(jax.vmap(make_train(config)))` on one "

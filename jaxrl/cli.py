@@ -53,13 +53,15 @@ def _train(args: argparse.Namespace) -> int:
     _enable_compilation_cache()
     import jax
 
-    from jaxrl.experiment.run_dir import create_run_dir, default_run_dir
-    from jaxrl.experiment.train import build, format_summary, train
+    from jaxrl.experiment.run_dir import default_run_dir
+    from jaxrl.experiment.train import format_summary, train
 
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        create_run_dir(run_dir)  # raises the readable error before any work
-    build(config)  # env id, action space and shapes are checked before the run folder exists
+    if args.devices and args.devices > jax.device_count():
+        from jaxrl.errors import ConfigError
+
+        raise ConfigError(f"--devices {args.devices} asks for more devices than the "
+                          f"{jax.device_count()} {jax.default_backend()} device(s) found")
     devices = jax.devices()[: args.devices] if args.devices else None
     summary = train(config, run_dir, progress=not args.no_progress, devices=devices)
     print(format_summary(summary))

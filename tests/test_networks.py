@@ -19,8 +19,30 @@ def test_nature_cnn_reads_uint8_frames():
     params = NatureCNN().init(jax.random.PRNGKey(0), frames)
     out = NatureCNN().apply(params, frames)
     assert out.shape == (2, 512)
-    conv_kernels = [v["kernel"].shape for k, v in params["params"].items() if k.startswith("Conv")]
-    assert conv_kernels == [(8, 8, 4, 32), (4, 4, 32, 64), (3, 3, 64, 64)]
+    # three conv layers as patch + dense kernels (k*k*C_in -> C_out), then the 512 dense layer
+    kernels = [v["kernel"].shape for k, v in params["params"].items() if k.startswith("Dense")]
+    assert kernels == [(8 * 8 * 4, 32), (4 * 4 * 32, 64), (3 * 3 * 64, 64)]
+    assert params["params"]["MLP_0"]["Dense_0"]["kernel"].shape == (7 * 7 * 64, 512)
+
+
+def test_patch_convolution_equals_a_real_convolution():
+    """The patch + dense layer computes exactly `lax.conv` with the kernel reshaped."""
+    from jaxrl.networks.modules import _conv_stack
+
+    class OneConv(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return _conv_stack(x, [(5, 3, 2)], lambda y: y)
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 9, 3))
+    params = OneConv().init(jax.random.PRNGKey(1), x)
+    ours = OneConv().apply(params, x)
+    # patches are ordered (C_in, kh, kw); rebuild an HWIO kernel from the dense kernel
+    dense = params["params"]["Dense_0"]
+    hwio = dense["kernel"].reshape(3, 3, 3, 5).transpose(1, 2, 0, 3)
+    conv = jax.lax.conv_general_dilated(x, hwio, (2, 2), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(ours, (conv + dense["bias"]).reshape(2, -1), rtol=1e-5, atol=1e-5)
 
 
 def test_minatar_cnn_on_boolean_grids():

@@ -88,7 +88,11 @@ def _metric_rows(report: population.ChunkReport, steps_per_update: int,
 
 def train(config: Config, run_dir: str | Path, *, progress: bool = True,
           devices: Sequence[Any] | None = None) -> dict[str, Any]:
-    """Trains `config.seeds` members, writes the run folder and returns the summary."""
+    """Trains `config.seeds` members, writes the run folder and returns the summary.
+
+    Everything that can be wrong with the config (env id, action space, shapes) is checked
+    by `build` before the run folder is created, so a bad config leaves nothing behind.
+    """
     built = build(config)
     run_dir = create_run_dir(run_dir)
     (run_dir / "config.yaml").write_text(dump(config))
