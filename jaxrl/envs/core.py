@@ -120,11 +120,6 @@ class VecEnv(Wrapper):
         return self.reset(key, params)  # single envs hold no statistics
 
 
-def space_size(space: Any) -> int:
-    """Number of scalars in one sample of a Box space."""
-    return int(jnp.prod(jnp.asarray(space.shape))) if space.shape else 1
-
-
 def describe_space(space: Any) -> str:
     """A one-line human description of a gymnax space, for error messages."""
     if isinstance(space, spaces.Discrete):

@@ -26,7 +26,8 @@ class ProbeParams(environment.EnvParams):
 
 
 class _Probe(environment.Environment):
-    """One scalar observation, two actions; subclasses define reward and termination."""
+    """One scalar observation, two actions; subclasses define `outcome(state, action) ->
+    (reward, terminated)`."""
 
     random_obs = False  # observation drawn from {-1, +1} at every step
 
@@ -47,9 +48,6 @@ class _Probe(environment.Environment):
         reward, terminated = self.outcome(state, action)
         new_state = ProbeState(obs=self._draw(key), time=state.time + 1)
         return new_state.obs[None], new_state, reward, terminated, {}
-
-    def outcome(self, state: ProbeState, action: chex.Array) -> tuple[chex.Array, chex.Array]:
-        raise NotImplementedError  # each probe defines its reward rule
 
     def action_space(self, params=None):
         return spaces.Discrete(2)
