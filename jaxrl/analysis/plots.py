@@ -22,11 +22,12 @@ def learning_curve(steps: np.ndarray, returns: np.ndarray, path: str | Path, tit
     keep = ~np.all(np.isnan(returns), axis=1)
     steps, returns = np.asarray(steps)[keep], returns[keep]
     mean, std = np.nanmean(returns, 1), np.nanstd(returns, 1)
+    low, high = np.nanmin(returns, 1), np.nanmax(returns, 1)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    ax.fill_between(steps, np.nanmin(returns, 1), np.nanmax(returns, 1), color="C0", alpha=0.15,
-                    linewidth=0, label="min–max")
-    ax.fill_between(steps, mean - std, mean + std, color="C0", alpha=0.3, linewidth=0,
-                    label="±1 std")
+    ax.fill_between(steps, low, high, color="C0", alpha=0.15, linewidth=0, label="min–max")
+    # the std band is drawn inside the observed range: returns above the max never happened
+    ax.fill_between(steps, np.maximum(mean - std, low), np.minimum(mean + std, high), color="C0",
+                    alpha=0.3, linewidth=0, label="±1 std (within min–max)")
     ax.plot(steps, mean, color="C0", linewidth=2, label=f"mean of {returns.shape[1]} seeds")
     ax.set_xlabel("env steps per seed")
     ax.set_ylabel(ylabel)
