@@ -13,12 +13,16 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a population from a YAML config")
-    train.add_argument("config", help="path to a YAML config, e.g. configs/ppo_cartpole.yaml")
+    train.add_argument("config", nargs="?",
+                       help="path to a YAML config, e.g. configs/ppo_cartpole.yaml")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="config overrides such as algo.lr=1e-3 env.num_envs=8")
     train.add_argument("--seeds", type=int, help="population size (overrides `seeds`)")
     train.add_argument("--seed", type=int, help="base seed (overrides `seed`)")
-    train.add_argument("--run-dir", help="run folder to create (default runs/<config>-<time>)")
+    train.add_argument("--run-dir", help="run folder to create (default runs/<config>-<time>); "
+                                         "an interrupted run there is resumed")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue an interrupted run from its newest checkpoint")
     train.add_argument("--devices", type=int,
                        help="devices to shard the population over (default: all; on a CPU-only "
                             "machine, one CPU device per core)")
@@ -48,22 +52,35 @@ def _train(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"--devices must be at least 1, got {args.devices}")
     from jaxrl import config as config_lib
+    from jaxrl.errors import ConfigError
+    from jaxrl.experiment.run_dir import default_run_dir
+    from jaxrl.experiment.train import format_summary, interrupted, resume_config, train
 
-    config = config_lib.load(args.config, overrides)
+    if args.resume:
+        if args.config or args.run_dir:
+            raise ConfigError("--resume RUN_DIR takes the config from the run folder; "
+                              "give neither a config file nor --run-dir with it")
+        run_dir, resume = Path(args.resume), True
+        config = resume_config(run_dir, overrides)
+    else:
+        if not args.config:
+            raise ConfigError("jaxrl train needs a config file (or --resume RUN_DIR)")
+        config = config_lib.load(args.config, overrides)
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
+        resume = interrupted(run_dir)
+        if resume:  # the same command again after an interruption continues the run
+            resume_config(run_dir, requested=config)
+            print(f"jaxrl: resuming the interrupted run in {run_dir}", file=sys.stderr)
     _enable_compilation_cache()
     import jax
 
-    from jaxrl.experiment.run_dir import default_run_dir
-    from jaxrl.experiment.train import format_summary, train
-
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
     if args.devices and args.devices > jax.device_count():
         from jaxrl.errors import ConfigError
 
         raise ConfigError(f"--devices {args.devices} asks for more devices than the "
                           f"{jax.device_count()} {jax.default_backend()} device(s) found")
     devices = jax.devices()[: args.devices] if args.devices else None
-    summary = train(config, run_dir, progress=not args.no_progress, devices=devices)
+    summary = train(config, run_dir, progress=not args.no_progress, devices=devices, resume=resume)
     print(format_summary(summary))
     return 0
 
@@ -82,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "train":
+        if args.config and "=" in args.config and not Path(args.config).exists():
+            args.overrides = [args.config] + list(args.overrides)  # `--resume DIR key=value`
+            args.config = None
         args.overrides = list(args.overrides) + extra
     if args.command == "train":
         from jaxrl.runtime import cpu_defaults

@@ -53,6 +53,21 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """The `checkpoint:` section: orbax checkpoints of the whole population's state."""
+
+    every_env_steps: int = 100_000  # per member, rounded up to whole chunks; 0: only at the end
+    keep_last: int = 2  # plus the best one (by mean return) when keep_best
+    keep_best: bool = True
+
+    def __post_init__(self):
+        if self.every_env_steps < 0:
+            raise ConfigError(f"checkpoint.every_env_steps must be >= 0, got {self.every_env_steps}")
+        if self.keep_last < 1:
+            raise ConfigError(f"checkpoint.keep_last must be at least 1, got {self.keep_last}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """A whole run. `algo` is the `Config` of the algorithm that `algo.name` names."""
 
@@ -63,6 +78,7 @@ class Config:
     seed: int = 0  # base seed; member i uses (seed, i)
     log_every_env_steps: int = 25_000  # per member; one chunk of updates between logs
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
 
     def __post_init__(self):
         for key in ("total_env_steps", "seeds", "log_every_env_steps"):
@@ -248,3 +264,26 @@ def to_dict(config: Any) -> Any:
 
 def dump(config: Config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"algo": {"lr": 1}}` -> `{"algo.lr": 1}` (empty mappings stay values)."""
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+# Keys a resumed run may change: they alter neither the saved state nor the training that
+# follows it. Anything else (shapes, algorithm, hyperparameters, budget) makes another run.
+RESUMABLE_CHANGES = ("eval.", "checkpoint.")
+
+
+def state_breaking_changes(saved: Config, requested: Config) -> list[str]:
+    """Keys whose values differ between two configs in a way a saved state cannot follow."""
+    old, new = flatten(to_dict(saved)), flatten(to_dict(requested))
+    return sorted(f"{key} ({old.get(key)!r} -> {new.get(key)!r})"
+                  for key in set(old) | set(new)
+                  if old.get(key) != new.get(key) and not key.startswith(RESUMABLE_CHANGES))

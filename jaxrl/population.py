@@ -136,6 +136,12 @@ class Population:
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[name]
 
+    def abstract_state(self, keys: chex.Array, hparams: Any) -> Any:
+        """Shapes, dtypes and shardings of the state `init` would make (nothing is computed)."""
+        shapes = jax.eval_shape(self._init, self.place(keys), self.place(hparams))
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding),
+                            shapes)
+
     def compile(self, state: Any, hparams: Any) -> float:
         """Compiles the chunk (and evaluation) ahead of the first call; returns total compile seconds."""
         self._compiled_fn("chunk", self._chunk, state, hparams, jnp.int32(1))
@@ -168,34 +174,45 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
         updates_per_chunk: int = 10, evaluator: Callable | None = None,
         eval_every_chunks: int = 0, devices: Sequence[Any] | None = None,
         on_chunk: Callable[[ChunkReport], None] | None = None,
-        on_start: Callable[["Population"], None] | None = None) -> RunResult:
+        on_start: Callable[["Population"], None] | None = None,
+        restore: Callable[["Population", Any], tuple[Any, int] | None] | None = None,
+        after_chunk: Callable[[ChunkReport, Any], None] | None = None) -> RunResult:
     """Trains `num_members` agents for `algo.num_updates` updates each and evaluates them.
 
     `hparams` defaults to `algo.default_hparams` for every member; give leaves a leading
     [num_members] axis to vary them. Evaluation runs after every `eval_every_chunks`-th
     chunk (0: only at the end) when an `evaluator` is given. `on_chunk` sees each report as
-    soon as it is on the host (progress bars, loggers).
+    soon as it is on the host (progress bars, loggers); `after_chunk(report, state)` may
+    save the state (checkpoints) before the next chunk takes it over. `restore(population,
+    abstract_state)` may return `(state, updates_done)` to continue a run from a chunk
+    boundary instead of starting afresh; the continuation is bit-for-bit the same run.
     """
     population = Population(algo, num_members, devices=devices, evaluator=evaluator)
     hparams = population.place(broadcast_hparams(
         algo.default_hparams if hparams is None else hparams, num_members))
     eval_keys = stream_keys(seed, num_members, EVAL_STREAM)
-    state = population.init(stream_keys(seed, num_members, INIT_STREAM), hparams)
+    init_keys = stream_keys(seed, num_members, INIT_STREAM)
+    restored = restore(population, population.abstract_state(init_keys, hparams)) if restore else None
+    state, updates_done = restored if restored else (population.init(init_keys, hparams), 0)
+    if updates_done % updates_per_chunk and updates_done < algo.num_updates:
+        raise ValueError(f"a run can only continue from a chunk boundary; {updates_done} updates "
+                         f"is not a multiple of {updates_per_chunk}")
     population.compile(state, hparams)
     if on_start is not None:
         on_start(population)
 
     num_chunks = math.ceil(algo.num_updates / updates_per_chunk)
     reports: list[ChunkReport] = []
-    steady_seconds, steady_steps, updates_done = 0.0, 0, 0
+    steady_seconds, steady_steps = 0.0, 0
     final_eval = None
-    for index in range(num_chunks):
+    first = num_chunks if updates_done >= algo.num_updates else updates_done // updates_per_chunk
+    for index in range(first, num_chunks):
         count = min(updates_per_chunk, algo.num_updates - updates_done)
         start = time.perf_counter()
         state, metrics = population.train_chunk(state, hparams, count)
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - start
-        if index == 0:  # the first call still pays one-off costs (thread pools, allocation)
+        if index == first:  # the first call still pays one-off costs (thread pools, allocation)
             seconds_first = seconds
         else:
             steady_seconds += seconds
@@ -215,8 +232,11 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
         reports.append(report)
         if on_chunk is not None:
             on_chunk(report)
-    if steady_seconds == 0.0:  # a single chunk: the best we have is that chunk
+        if after_chunk is not None:
+            after_chunk(report, state)
+    if steady_seconds == 0.0 and reports:  # a single chunk: the best we have is that chunk
         steady_seconds = seconds_first
-        steady_steps = updates_done * algo.env_steps_per_update * num_members
+        steady_steps = (updates_done - first * updates_per_chunk) * algo.env_steps_per_update * num_members
     return RunResult(state, reports, final_eval, population.compile_seconds,
-                     steady_steps / steady_seconds, population.mesh.size)
+                     steady_steps / steady_seconds if steady_seconds else float("nan"),
+                     population.mesh.size)

@@ -80,6 +80,27 @@ def read_metrics(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def truncate_metrics(path: Path, last_update: int) -> list[str] | None:
+    """Drops the rows logged after update `last_update` (written after the checkpoint a run
+    resumes from); returns the header, or None when there is no file yet."""
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return None
+        column = header.index("update")
+        rows = [row for row in reader if row and int(row[column]) <= last_update]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    tmp.replace(path)
+    return header
+
+
 def environment_versions() -> dict[str, str]:
     """Versions of the libraries and the device kind, for summary.json."""
     from importlib.metadata import PackageNotFoundError, version

@@ -15,11 +15,15 @@ from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.algos.base import Algorithm
 from jaxrl.analysis import aggregate
 from jaxrl.analysis.plots import learning_curve
+from jaxrl import config as config_lib
 from jaxrl.config import Config, dump
+from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.envs import make_vec
 from jaxrl.evaluation import episode_limit, make_evaluator
+from jaxrl.experiment.checkpoints import CheckpointError, Checkpointer
 from jaxrl.experiment.run_dir import (
-    MetricsWriter, append_jsonl, create_run_dir, environment_versions, write_json,
+    MetricsWriter, append_jsonl, create_run_dir, environment_versions, read_metrics,
+    truncate_metrics, write_json,
 )
 
 
@@ -86,23 +90,65 @@ def _metric_rows(report: population.ChunkReport, steps_per_update: int,
     return rows
 
 
+def _checkpoint_every_chunks(config: Config, built: Built) -> int:
+    """Chunks between checkpoints (0: only at the end)."""
+    chunk_steps = built.updates_per_chunk * built.algo.env_steps_per_update
+    every = config.checkpoint.every_env_steps
+    return math.ceil(every / chunk_steps) if every else 0
+
+
+def _score(report: population.ChunkReport) -> float:
+    """What 'best checkpoint' means: mean eval return when evaluated, else mean training return."""
+    values = report.eval_returns if report.eval_returns is not None else report.metrics.get("episode_return")
+    return float(np.nanmean(values)) if values is not None and not np.all(np.isnan(values)) else -np.inf
+
+
+def _curve_from_csv(path: Path, members: int) -> tuple[np.ndarray, np.ndarray]:
+    """Env steps and per-member training returns [points, members] from metrics.csv."""
+    rows = read_metrics(path)
+    steps = sorted({int(row["env_steps"]) for row in rows})
+    index = {step: i for i, step in enumerate(steps)}
+    returns = np.full((len(steps), members), np.nan)
+    for row in rows:
+        if row.get("episode_return"):
+            returns[index[int(row["env_steps"])], int(row["seed"])] = float(row["episode_return"])
+    return np.array(steps), returns
+
+
 def train(config: Config, run_dir: str | Path, *, progress: bool = True,
-          devices: Sequence[Any] | None = None) -> dict[str, Any]:
+          devices: Sequence[Any] | None = None, resume: bool = False) -> dict[str, Any]:
     """Trains `config.seeds` members, writes the run folder and returns the summary.
 
     Everything that can be wrong with the config (env id, action space, shapes) is checked
     by `build` before the run folder is created, so a bad config leaves nothing behind.
+    With `resume=True`, `run_dir` is an interrupted run of this same config: training
+    continues from its newest readable checkpoint, and metrics.csv loses the rows logged
+    after that checkpoint, so the finished folder equals an uninterrupted run's.
     """
     built = build(config)
-    run_dir = create_run_dir(run_dir)
-    (run_dir / "config.yaml").write_text(dump(config))
-    metrics_writer = MetricsWriter(run_dir / "metrics.csv")
-    timings = run_dir / "timings.jsonl"
+    run_dir = Path(run_dir)
+    if not resume:
+        create_run_dir(run_dir)
+        (run_dir / "config.yaml").write_text(dump(config))
+    metrics_path, timings = run_dir / "metrics.csv", run_dir / "timings.jsonl"
     algo, members = built.algo, config.seeds
-    curve_steps: list[int] = []
-    curve_returns: list[np.ndarray] = []
+    checkpointer = Checkpointer(run_dir / "checkpoints", config.checkpoint.keep_last,
+                                config.checkpoint.keep_best)
+    checkpoint_every = _checkpoint_every_chunks(config, built)
+    metrics_writer = MetricsWriter(metrics_path)
     bar = _Progress(algo.num_updates, progress)
     last_updates = [0]
+
+    def restore(pop: population.Population, abstract_state: Any):
+        if not resume:
+            return None
+        restored = checkpointer.restore_latest(abstract_state)
+        kept = truncate_metrics(metrics_path, restored.step)
+        metrics_writer.columns = kept
+        last_updates[0] = restored.step
+        bar.bar.update(restored.step)
+        append_jsonl(timings, {"event": "resume", "from_update": restored.step})
+        return restored.state, restored.step
 
     def on_start(pop: population.Population) -> None:
         append_jsonl(timings, {"event": "init", "compile_seconds": round(pop.compile_seconds, 3),
@@ -117,18 +163,27 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
             "env_steps_per_member": report.env_steps, "seconds": round(report.seconds, 4),
             "sps": round(updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9), 1),
             "eval_seconds": round(report.eval_seconds, 4)})
-        curve_steps.append(report.env_steps)
-        curve_returns.append(report.metrics.get("episode_return", np.full(members, np.nan)))
         bar.update(report, members, algo.env_steps_per_update, updates)
+
+    def after_chunk(report: population.ChunkReport, state: Any) -> None:
+        last = report.updates_done >= algo.num_updates
+        if last or (checkpoint_every and (report.chunk + 1) % checkpoint_every == 0):
+            start = time.perf_counter()
+            checkpointer.save(report.updates_done, state,
+                              {"updates_done": report.updates_done, "env_steps": report.env_steps,
+                               "chunk": report.chunk}, _score(report))
+            append_jsonl(timings, {"event": "checkpoint", "update": report.updates_done,
+                                   "seconds": round(time.perf_counter() - start, 4)})
 
     start = time.perf_counter()
     try:
         result = population.run(
             algo, members, seed=config.seed, updates_per_chunk=built.updates_per_chunk,
             evaluator=built.evaluator, eval_every_chunks=built.eval_every_chunks, devices=devices,
-            on_chunk=on_chunk, on_start=on_start)
+            on_chunk=on_chunk, on_start=on_start, restore=restore, after_chunk=after_chunk)
     finally:
         bar.close()
+        checkpointer.close()
     wall = time.perf_counter() - start
     append_jsonl(timings, {"event": "end", "compile_seconds": round(result.compile_seconds, 3),
                            "steady_sps": round(result.steady_sps, 1), "wall_seconds": round(wall, 3)})
@@ -144,10 +199,45 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         "wall_seconds": wall, "devices": result.num_devices, "versions": environment_versions(),
     }
     write_json(run_dir / "summary.json", summary)
-    learning_curve(np.array(curve_steps), np.stack(curve_returns), run_dir / "plots" / "learning_curve.png",
+    steps, returns = _curve_from_csv(metrics_path, members)
+    learning_curve(steps, returns, run_dir / "plots" / "learning_curve.png",
                    title=f"{config.algo.name.upper()} on {config.env.id} ({members} seeds)")
     summary["run_dir"] = str(run_dir)
     return summary
+
+
+def interrupted(run_dir: str | Path) -> bool:
+    """Whether `run_dir` holds a run that stopped before its end and left a checkpoint."""
+    run_dir = Path(run_dir)
+    checkpoints = run_dir / "checkpoints"
+    return ((run_dir / "config.yaml").is_file() and not (run_dir / "summary.json").exists()
+            and checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()))
+
+
+def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
+                  requested: Config | None = None) -> Config:
+    """The config to continue `run_dir` with: its own, plus overrides that leave the saved
+    state valid (eval.*, checkpoint.*). Anything else is refused, naming the keys."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"{run_dir} is not a jaxrl run folder (it has no config.yaml); "
+                          f"--resume takes the folder of an earlier `jaxrl train`")
+    if (run_dir / "summary.json").exists():
+        raise RunDirError(f"the run in {run_dir} already finished (it has summary.json); "
+                          f"nothing to resume. Train again with another --run-dir")
+    if not interrupted(run_dir):
+        raise CheckpointError(f"the run in {run_dir} stopped before its first checkpoint; "
+                              f"nothing to resume. Train again with another --run-dir")
+    saved = config_lib.load(run_dir / "config.yaml")
+    config = requested if requested is not None else config_lib.load(run_dir / "config.yaml", overrides)
+    changed = config_lib.state_breaking_changes(saved, config)
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir}: the config differs from the run's in "
+                          f"{', '.join(changed)}; only eval.* and checkpoint.* may change. "
+                          f"Start a new run with another --run-dir")
+    if config != saved:
+        (run_dir / "config.yaml").write_text(dump(config))
+    return config
 
 
 def format_summary(summary: dict[str, Any]) -> str:

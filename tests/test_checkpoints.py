@@ -1,0 +1,157 @@
+"""Checkpoints and resume: a run killed with SIGKILL and resumed ends bit-for-bit like an
+uninterrupted one; a corrupt newest checkpoint falls back to the previous good one; a
+config that changes the state refuses to resume. All through the real CLI in subprocesses."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxrl import config as config_lib
+from jaxrl import population
+from jaxrl.experiment import build
+from jaxrl.experiment.checkpoints import Checkpointer
+from jaxrl.experiment.run_dir import read_metrics
+
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parents[1]
+# 4 envs x 32 steps = 128 steps an update; 8 updates a chunk; a checkpoint every 2 chunks.
+RUN = ["configs/ppo_cartpole.yaml", "--seeds", "4", "--no-progress", "env.num_envs=4",
+       "algo.num_steps=32", "total_env_steps=98304", "log_every_env_steps=1024",
+       "checkpoint.every_env_steps=2048", "eval.episodes=3", "eval.every_env_steps=8192"]
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "jaxrl", *args]
+
+
+def env() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+
+
+def run_cli(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args), capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env=env())
+
+
+def steps_saved(run_dir: Path) -> list[int]:
+    folder = run_dir / "checkpoints"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def final_state(run_dir: Path):
+    """The newest checkpoint's state, restored onto this process's device(s)."""
+    config = config_lib.load(run_dir / "config.yaml")
+    algo = build(config).algo
+    pop = population.Population(algo, config.seeds)
+    abstract = pop.abstract_state(population.stream_keys(0, config.seeds, 0),
+                                  population.broadcast_hparams(algo.default_hparams, config.seeds))
+    checkpointer = Checkpointer(run_dir / "checkpoints", read_only=True)
+    try:
+        return checkpointer.restore_latest(abstract)
+    finally:
+        checkpointer.close()
+
+
+def metric_rows(run_dir: Path) -> list[dict]:
+    """metrics.csv without the wall-clock column."""
+    return [{k: v for k, v in row.items() if k != "sps"} for row in read_metrics(run_dir / "metrics.csv")]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    whole, killed = root / "whole", root / "killed"
+    done = run_cli("train", *RUN, "--run-dir", str(whole))
+    assert done.returncode == 0, done.stderr
+
+    process = subprocess.Popen(command("train", *RUN, "--run-dir", str(killed)), cwd=ROOT,
+                               env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(steps_saved(killed)) < 2 and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "summary.json").exists(), "the run ended before it could be killed"
+    untouched = root / "killed_copy"
+    shutil.copytree(killed, untouched)
+    return whole, killed, untouched
+
+
+def test_killed_run_resumes_bitwise_identical(runs):
+    whole, killed, _ = runs
+    saved_before = steps_saved(killed)
+    done = run_cli("train", "--resume", str(killed))
+    assert done.returncode == 0, done.stderr
+    assert saved_before[-1] < 768  # it really was cut short (768 updates in all)
+    a, b = final_state(whole), final_state(killed)
+    assert a.step == b.step == 768
+    for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert metric_rows(whole) == metric_rows(killed)  # no duplicate or missing rows
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (whole, killed))
+    assert sa["final_eval"]["per_seed"] == sb["final_eval"]["per_seed"]
+    events = [json.loads(line)["event"] for line in (killed / "timings.jsonl").read_text().splitlines()]
+    assert "resume" in events
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_previous(runs, tmp_path):
+    whole, _, untouched = runs
+    run_dir = tmp_path / "corrupt"
+    shutil.copytree(untouched, run_dir)
+    steps = steps_saved(run_dir)
+    assert len(steps) >= 2  # an older good one to fall back to
+    newest = run_dir / "checkpoints" / str(steps[-1]) / "state"
+    for data in [p for p in newest.rglob("*") if p.is_file() and p.parent.name == "d"]:
+        data.write_bytes(data.read_bytes()[: max(1, data.stat().st_size // 3)])
+    done = run_cli("train", "--resume", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    assert "unreadable" in done.stderr and str(steps[-1]) in done.stderr
+    a, b = final_state(whole), final_state(run_dir)
+    for x, y in zip(jax.tree.leaves(a.state), jax.tree.leaves(b.state)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert metric_rows(whole) == metric_rows(run_dir)
+
+
+def test_same_command_again_resumes_automatically(runs, tmp_path):
+    whole, _, untouched = runs
+    run_dir = tmp_path / "again"
+    shutil.copytree(untouched, run_dir)
+    done = run_cli("train", *RUN, "--run-dir", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    assert "resuming the interrupted run" in done.stderr
+    assert metric_rows(whole) == metric_rows(run_dir)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["algo.network.hidden_sizes=[32]"], "algo.network.hidden_sizes ([64, 64] -> [32])"),
+    (["env.num_envs=8"], "env.num_envs (4 -> 8)"),
+    (["algo.lr=0.1"], "algo.lr"),
+])
+def test_changed_config_refuses_to_resume(runs, overrides, words):
+    _, _, untouched = runs
+    before = sorted(p.relative_to(untouched) for p in untouched.rglob("*"))
+    done = run_cli("train", "--resume", str(untouched), *overrides)
+    assert done.returncode == 2
+    assert "cannot resume" in done.stderr and words in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert sorted(p.relative_to(untouched) for p in untouched.rglob("*")) == before
+
+
+def test_resume_errors_are_clear(tmp_path, runs):
+    whole, _, _ = runs
+    not_a_run = tmp_path / "empty"
+    not_a_run.mkdir()
+    for folder, words in [(not_a_run, "is not a jaxrl run folder"), (whole, "already finished")]:
+        done = run_cli("train", "--resume", str(folder), timeout=120)
+        assert done.returncode == 2 and words in done.stderr, done.stderr
