@@ -1,4 +1,4 @@
-"""`jaxrl train | envs`: argument parsing and error reporting only; the work lives elsewhere."""
+"""`jaxrl train | eval | envs`: argument parsing and error reporting only; the work lives elsewhere."""
 
 from __future__ import annotations
 
@@ -28,8 +28,28 @@ def _parser() -> argparse.ArgumentParser:
                             "machine, one CPU device per core)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    evaluate = commands.add_parser("eval", help="evaluate a trained run from its checkpoint")
+    evaluate.add_argument("run_dir", help="a run folder written by `jaxrl train`")
+    which = evaluate.add_mutually_exclusive_group()
+    which.add_argument("--seed-index", type=int, help="report one member")
+    which.add_argument("--all", action="store_true", help="report every member (default)")
+    evaluate.add_argument("--episodes", type=int, help="episodes per member (default: the run's)")
+    mode = evaluate.add_mutually_exclusive_group()
+    mode.add_argument("--deterministic", dest="deterministic", action="store_true", default=None,
+                      help="greedy actions (default: the run's eval.deterministic)")
+    mode.add_argument("--stochastic", dest="deterministic", action="store_false",
+                      help="sample actions from the policy")
+    evaluate.add_argument("--devices", type=int, help="devices to shard the population over")
+
     commands.add_parser("envs", help="list the env ids that `env.id` accepts")
     return parser
+
+
+def _quiet_libraries() -> None:
+    """orbax logs routine notes (read-only restores) through absl at WARNING level."""
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def _enable_compilation_cache() -> None:
@@ -85,6 +105,23 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from jaxrl.errors import ConfigError
+
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    _enable_compilation_cache()
+    import jax
+
+    from jaxrl.experiment.evaluate import evaluate_run, format_evaluation
+
+    devices = jax.devices()[: args.devices] if args.devices else None
+    result = evaluate_run(args.run_dir, episodes=args.episodes, deterministic=args.deterministic,
+                          seed_index=args.seed_index, devices=devices)
+    print(format_evaluation(result))
+    return 0
+
+
 def _envs() -> int:
     from jaxrl.envs import registered_ids
 
@@ -103,14 +140,15 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [args.config] + list(args.overrides)  # `--resume DIR key=value`
             args.config = None
         args.overrides = list(args.overrides) + extra
-    if args.command == "train":
+    if args.command in ("train", "eval"):
         from jaxrl.runtime import cpu_defaults
 
         cpu_defaults(args.devices if args.devices and args.devices > 0 else None)
     from jaxrl.errors import JaxrlError
 
+    _quiet_libraries()
     try:
-        return _train(args) if args.command == "train" else _envs()
+        return {"train": _train, "eval": _eval, "envs": lambda _: _envs()}[args.command](args)
     except JaxrlError as error:
         print(f"jaxrl: error: {error}", file=sys.stderr)
         return 2

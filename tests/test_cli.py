@@ -122,3 +122,32 @@ def test_envs_lists_gymnax_and_probe_ids():
     assert done.returncode == 0
     ids = done.stdout.split()
     assert {"CartPole-v1", "Breakout-MinAtar", "Acrobot-v1", "ProbeTimeLimit-v0"} <= set(ids)
+
+
+def test_eval_reproduces_the_runs_final_evaluation(tiny_run):
+    run_dir, _ = tiny_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    done = jaxrl("eval", str(run_dir))
+    assert done.returncode == 0, done.stderr
+    evaluations = sorted((run_dir / "evaluations").glob("*.json"))
+    result = json.loads(evaluations[-1].read_text())
+    assert result["per_seed"] == summary["final_eval"]["per_seed"]
+    assert "IQM" in done.stdout and "WARNING" not in done.stderr
+    one = jaxrl("eval", str(run_dir), "--seed-index", "2", "--stochastic", "--episodes", "2")
+    assert one.returncode == 0, one.stderr
+    result = json.loads(sorted((run_dir / "evaluations").glob("*.json"))[-1].read_text())
+    assert result["seeds"] == [2] and not result["deterministic"]
+    assert len(result["episode_returns"]["2"]) == 2
+
+
+def test_eval_errors_are_clear(tmp_path, tiny_run):
+    run_dir, _ = tiny_run
+    no_checkpoints = tmp_path / "nock"
+    no_checkpoints.mkdir()
+    (no_checkpoints / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    for args, words in [([str(tmp_path / "missing")], "not a jaxrl run folder"),
+                        ([str(no_checkpoints)], "no checkpoint"),
+                        ([str(run_dir), "--seed-index", "9"], "--seed-index 9 is out of range")]:
+        done = jaxrl("eval", *args, timeout=120)
+        assert done.returncode == 2 and words in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
