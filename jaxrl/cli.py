@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--stochastic", dest="deterministic", action="store_false",
                       help="sample actions from the policy")
     evaluate.add_argument("--devices", type=int, help="devices to shard the population over")
+    evaluate.add_argument("--trace", action="store_true",
+                          help="print one episode of one member (--seed-index, default 0) step "
+                               "by step: observation, action, reward, action probabilities")
 
     commands.add_parser("envs", help="list the env ids that `env.id` accepts")
     return parser
@@ -113,8 +116,12 @@ def _eval(args: argparse.Namespace) -> int:
     _enable_compilation_cache()
     import jax
 
-    from jaxrl.experiment.evaluate import evaluate_run, format_evaluation
+    from jaxrl.experiment.evaluate import evaluate_run, format_evaluation, format_trace, trace_episode
 
+    if args.trace:
+        print(format_trace(trace_episode(args.run_dir, seed_index=args.seed_index or 0,
+                                         deterministic=args.deterministic)))
+        return 0
     devices = jax.devices()[: args.devices] if args.devices else None
     result = evaluate_run(args.run_dir, episodes=args.episodes, deterministic=args.deterministic,
                           seed_index=args.seed_index, devices=devices)

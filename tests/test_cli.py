@@ -151,3 +151,18 @@ def test_eval_errors_are_clear(tmp_path, tiny_run):
         done = jaxrl("eval", *args, timeout=120)
         assert done.returncode == 2 and words in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_eval_trace_prints_one_episode_step_by_step(tiny_run):
+    run_dir, _ = tiny_run
+    done = jaxrl("eval", str(run_dir), "--trace", "--seed-index", "1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert "action_probs" in lines[0] and "value" in lines[0]
+    steps = lines[1:-1]
+    assert len(steps) >= 8  # CartPole cannot fail faster
+    t, action, reward = steps[0].split()[:3]
+    assert t == "0" and action in ("0", "1") and float(reward) == 1.0
+    probs = [float(x) for x in steps[0].split("[")[1].split("]")[0].split()]
+    assert len(probs) == 2 and abs(sum(probs) - 1.0) < 2e-3
+    assert lines[-1].startswith("episode ") and f"after {len(steps)} steps, return {len(steps)}.00" in lines[-1]

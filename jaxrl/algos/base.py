@@ -29,3 +29,6 @@ class Algorithm(NamedTuple):
     num_updates: int  # updates in the whole run, per agent (schedules depend on it)
     policy_params: Callable[[Any], Any] = lambda state: state.params
     env_state: Callable[[Any], Any] = lambda state: state.env_state
+    # (params, obs) -> named per-observation arrays that explain a decision (action
+    # probabilities, Q-values, value), printed by `jaxrl eval --trace`.
+    explain: Callable[[Any, chex.Array], dict[str, chex.Array]] | None = None

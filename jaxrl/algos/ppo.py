@@ -161,6 +161,10 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         dist, _ = network.apply(params, obs)
         return dist.mode() if deterministic else dist.sample(key)
 
+    def explain(params: Any, obs: chex.Array) -> dict[str, chex.Array]:
+        dist, value = network.apply(params, obs)
+        return {"action_probs": jax.nn.softmax(dist.logits), "value": value}
+
     def collect(state: PPOState) -> tuple[PPOState, Transition]:
         """Runs `num_steps` steps of every env copy with the current policy."""
 
@@ -234,4 +238,5 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         state, metrics = learn(state, batch, hp)
         return state, {**metrics, **episode_metrics(batch)}
 
-    return Algorithm("ppo", init, update, act, config.hparams(), batch_size, num_updates)
+    return Algorithm("ppo", init, update, act, config.hparams(), batch_size, num_updates,
+                     explain=explain)

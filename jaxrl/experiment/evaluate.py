@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -14,19 +14,22 @@ from jaxrl import config as config_lib
 from jaxrl import population
 from jaxrl.analysis import aggregate
 from jaxrl.errors import ConfigError, RunDirError
-from jaxrl.experiment.checkpoints import Checkpointer
+from jaxrl.config import Config
+from jaxrl.experiment.checkpoints import Checkpointer, Restored
 from jaxrl.experiment.run_dir import write_json
-from jaxrl.experiment.train import build
+from jaxrl.experiment.train import Built, build, make_env
 
 
-def evaluate_run(run_dir: str | Path, *, episodes: int | None = None,
-                 deterministic: bool | None = None, seed_index: int | None = None,
-                 devices: Sequence[Any] | None = None) -> dict[str, Any]:
-    """Evaluates the newest readable checkpoint of `run_dir`; writes `evaluations/<time>.json`.
+class LoadedRun(NamedTuple):
+    config: Config
+    built: Built
+    population: population.Population
+    restored: Restored
 
-    With the run's own episode count and policy mode, the returns equal the run's final
-    evaluation (same keys), which makes the checkpoint's content checkable.
-    """
+
+def load_run(run_dir: Path, *, episodes: int | None = None, deterministic: bool | None = None,
+             seed_index: int | None = None, devices: Sequence[Any] | None = None) -> LoadedRun:
+    """A run's config (with evaluation overrides) and its newest readable checkpoint."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"{run_dir} is not a jaxrl run folder (it has no config.yaml)")
@@ -49,6 +52,20 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None,
         restored = checkpointer.restore_latest(abstract)
     finally:
         checkpointer.close()
+    return LoadedRun(config, built, pop, restored)
+
+
+def evaluate_run(run_dir: str | Path, *, episodes: int | None = None,
+                 deterministic: bool | None = None, seed_index: int | None = None,
+                 devices: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Evaluates the newest readable checkpoint of `run_dir`; writes `evaluations/<time>.json`.
+
+    With the run's own episode count and policy mode, the returns equal the run's final
+    evaluation (same keys), which makes the checkpoint's content checkable.
+    """
+    run_dir = Path(run_dir)
+    config, built, pop, restored = load_run(run_dir, episodes=episodes, deterministic=deterministic,
+                                            seed_index=seed_index, devices=devices)
     eval_keys = population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)
     chunk = int(restored.progress.get("chunk", 0))
     keys = jax.vmap(lambda k: jax.random.fold_in(k, chunk))(eval_keys)
@@ -79,4 +96,64 @@ def format_evaluation(result: dict[str, Any]) -> str:
         lines.append(f"  mean {result['mean']:.1f}   std {result['std']:.1f}   IQM {result['iqm']:.1f} "
                      f"[95% CI {result['iqm_ci_low']:.1f}, {result['iqm_ci_high']:.1f}]   "
                      f"min {result['min']:.1f}   max {result['max']:.1f}")
+    return "\n".join(lines)
+
+
+def _summarise(values: np.ndarray) -> str:
+    """Small observations in full; larger ones as shape and range."""
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    if flat.size <= 8:
+        return "[" + " ".join(f"{v:+.3f}" for v in flat) + "]"
+    return f"{tuple(np.shape(values))} mean {flat.mean():+.3f} min {flat.min():+.3f} max {flat.max():+.3f}"
+
+
+def trace_episode(run_dir: str | Path, *, seed_index: int = 0, deterministic: bool | None = None,
+                  max_steps: int = 1000) -> list[dict[str, Any]]:
+    """One episode of one member, step by step: observation (as the agent sees it), action,
+    reward and what the algorithm's `explain` reports (action probabilities, values)."""
+    config, built, _, restored = load_run(Path(run_dir), deterministic=deterministic,
+                                          seed_index=seed_index)
+    algo = built.algo
+    member = lambda tree: jax.tree.map(lambda x: np.asarray(x)[seed_index], tree)  # noqa: E731
+    params, train_env_state = member(algo.policy_params(restored.state)), member(algo.env_state(restored.state))
+    env, env_params = make_env(config, 1, update_stats=False)
+    act = jax.jit(algo.act, static_argnums=3)
+    explain = jax.jit(algo.explain) if algo.explain is not None else None
+    step = jax.jit(env.step)
+    key = jax.random.fold_in(population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)[seed_index], 2**20)
+    key, reset_key = jax.random.split(key)
+    obs, env_state = env.reset_from(reset_key, env_params, train_env_state)
+    rows = []
+    for t in range(max_steps):
+        key, act_key, step_key = jax.random.split(key, 3)
+        action = act(params, obs, act_key, config.eval.deterministic)
+        notes = {} if explain is None else {k: np.asarray(v)[0] for k, v in explain(params, obs).items()}
+        next_obs, env_state, reward, terminated, truncated, info = step(step_key, env_state, action, env_params)
+        rows.append({"t": t, "obs": _summarise(np.asarray(obs)[0]), "action": np.asarray(action)[0].tolist(),
+                     "reward": float(info["episode_return"][0] - (rows[-1]["return"] if rows else 0.0)),
+                     "return": float(info["episode_return"][0]),
+                     "terminated": bool(terminated[0]), "truncated": bool(truncated[0]),
+                     **{k: np.asarray(v, np.float64).tolist() for k, v in notes.items()}})
+        obs = next_obs
+        if bool(info["episode_done"][0]):
+            break
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + " ".join(_fmt(v) for v in value) + "]"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def format_trace(rows: list[dict[str, Any]]) -> str:
+    """One line per step, then how the episode ended."""
+    extra = [k for k in rows[0] if k not in ("t", "obs", "action", "reward", "return", "terminated", "truncated")]
+    lines = [f"{'t':>5}  {'action':>6}  {'reward':>8}  " + "  ".join(f"{k:>18}" for k in extra) + "  observation"]
+    for row in rows:
+        lines.append(f"{row['t']:>5}  {str(row['action']):>6}  {row['reward']:>8.3f}  "
+                     + "  ".join(f"{_fmt(row[k]):>18}" for k in extra) + f"  {row['obs']}")
+    last = rows[-1]
+    end = "terminated" if last["terminated"] else "truncated (time limit)" if last["truncated"] else "not finished"
+    lines.append(f"episode {end} after {len(rows)} steps, return {last['return']:.2f} (raw rewards)")
     return "\n".join(lines)

@@ -34,15 +34,18 @@ class Built(NamedTuple):
     eval_every_chunks: int
 
 
+def make_env(config: Config, num_envs: int, update_stats: bool = True) -> tuple[Any, Any]:
+    """The vectorised env with the wrappers `config.env` asks for."""
+    return make_vec(config.env.id, num_envs, normalize_obs=config.env.normalize_obs,
+                    normalize_reward=config.env.normalize_reward, gamma=config.algo.gamma,
+                    update_stats=update_stats, env_kwargs=config.env.kwargs)
+
+
 def build(config: Config) -> Built:
     """The algorithm, evaluator and chunking that `config` describes (nothing runs yet)."""
-    env_kwargs = dict(num_envs=config.env.num_envs, normalize_obs=config.env.normalize_obs,
-                      normalize_reward=config.env.normalize_reward, gamma=config.algo.gamma,
-                      env_kwargs=config.env.kwargs)
-    env, env_params = make_vec(config.env.id, **env_kwargs)
+    env, env_params = make_env(config, config.env.num_envs)
     algo = ALGOS[config.algo.name].make(config.algo, env, env_params, config.total_env_steps)
-    eval_env, _ = make_vec(config.env.id, **{**env_kwargs, "num_envs": config.eval.episodes},
-                           update_stats=False)
+    eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
     max_steps = config.eval.max_steps or episode_limit(env_params)
     evaluator = make_evaluator(algo, eval_env, env_params, max_steps, config.eval.deterministic)
     updates_per_chunk = max(1, config.log_every_env_steps // algo.env_steps_per_update)
