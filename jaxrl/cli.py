@@ -1,4 +1,4 @@
-"""`jaxrl train | eval | envs`: argument parsing and error reporting only; the work lives elsewhere."""
+"""`jaxrl train | eval | plot | envs`: argument parsing and error reporting only; the work lives elsewhere."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--trace", action="store_true",
                           help="print one episode of one member (--seed-index, default 0) step "
                                "by step: observation, action, reward, action probabilities")
+
+    plot = commands.add_parser("plot", help="compare runs: learning curves and final IQMs with CIs")
+    plot.add_argument("run_dirs", nargs="+", help="run folders written by `jaxrl train`")
+    plot.add_argument("--metric", default="episode_return", help="a metrics.csv column (default episode_return)")
+    plot.add_argument("--labels", nargs="+", help="a name per run (default: folder names)")
+    plot.add_argument("--out", default="comparison.png",
+                      help="PNG to write; <out>.csv and <out>_final.csv go beside it")
 
     commands.add_parser("envs", help="list the env ids that `env.id` accepts")
     return parser
@@ -129,6 +136,15 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from jaxrl.analysis.compare import compare_runs
+
+    written = compare_runs(args.run_dirs, args.out, args.metric, args.labels)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
 def _envs() -> int:
     from jaxrl.envs import registered_ids
 
@@ -155,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _quiet_libraries()
     try:
-        return {"train": _train, "eval": _eval, "envs": lambda _: _envs()}[args.command](args)
+        return {"train": _train, "eval": _eval, "plot": _plot,
+                "envs": lambda _: _envs()}[args.command](args)
     except JaxrlError as error:
         print(f"jaxrl: error: {error}", file=sys.stderr)
         return 2

@@ -166,3 +166,30 @@ def test_eval_trace_prints_one_episode_step_by_step(tiny_run):
     probs = [float(x) for x in steps[0].split("[")[1].split("]")[0].split()]
     assert len(probs) == 2 and abs(sum(probs) - 1.0) < 2e-3
     assert lines[-1].startswith("episode ") and f"after {len(steps)} steps, return {len(steps)}.00" in lines[-1]
+
+
+def test_plot_compares_runs_and_matches_their_summaries(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    other = tmp_path / "other"
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "2", "--run-dir", str(other),
+                 *TINY, "log_every_env_steps=2048", "algo.lr=3e-3")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "figures" / "compare.png"
+    done = jaxrl("plot", str(run_dir), str(other), "--labels", "lr1e-3", "lr3e-3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    final = {r["run"]: r for r in read_metrics(out.with_name("compare_final.csv"))}
+    for label, folder in (("lr1e-3", run_dir), ("lr3e-3", other)):
+        expected = json.loads((folder / "summary.json").read_text())["final_eval"]
+        for key in ("mean", "std", "iqm", "iqm_ci_low", "iqm_ci_high", "min", "max"):
+            assert float(final[label][key]) == pytest.approx(expected[key], rel=1e-5, abs=1e-4)
+    curves = read_metrics(out.with_suffix(".csv"))
+    # runs logged at different intervals keep their own env-step axes
+    assert sorted({int(r["env_steps"]) for r in curves if r["run"] == "lr3e-3"}) == [2048, 4096]
+    assert sorted({int(r["env_steps"]) for r in curves if r["run"] == "lr1e-3"}) == [1024, 2048, 3072, 4096]
+    last = [r for r in curves if r["run"] == "lr1e-3" and r["env_steps"] == "4096"][0]
+    raw = [float(r["episode_return"]) for r in read_metrics(run_dir / "metrics.csv")
+           if r["env_steps"] == "4096" and r["episode_return"]]
+    assert float(last["mean"]) == pytest.approx(np.mean(raw), rel=1e-4)
+    bad = jaxrl("plot", str(run_dir), "--metric", "nope", "--out", str(out), timeout=120)
+    assert bad.returncode == 2 and "has no column 'nope'" in bad.stderr
