@@ -67,6 +67,9 @@ class CheckpointConfig:
             raise ConfigError(f"checkpoint.keep_last must be at least 1, got {self.keep_last}")
 
 
+KNOWN_LOGGERS = ("tensorboard",)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """A whole run. `algo` is the `Config` of the algorithm that `algo.name` names."""
@@ -79,8 +82,13 @@ class Config:
     log_every_env_steps: int = 25_000  # per member; one chunk of updates between logs
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    loggers: tuple[str, ...] = ()  # extra viewers: tensorboard; metrics.csv is always written
 
     def __post_init__(self):
+        unknown = [name for name in self.loggers if name not in KNOWN_LOGGERS]
+        if unknown:
+            raise ConfigError(f"unknown logger(s) {', '.join(unknown)} in loggers; available: "
+                              f"{', '.join(KNOWN_LOGGERS)} (metrics.csv is always written)")
         for key in ("total_env_steps", "seeds", "log_every_env_steps"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
@@ -278,7 +286,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 # Keys a resumed run may change: they alter neither the saved state nor the training that
 # follows it. Anything else (shapes, algorithm, hyperparameters, budget) makes another run.
-RESUMABLE_CHANGES = ("eval.", "checkpoint.")
+RESUMABLE_CHANGES = ("eval.", "checkpoint.", "loggers")
 
 
 def state_breaking_changes(saved: Config, requested: Config) -> list[str]:

@@ -31,7 +31,7 @@ def jaxrl(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "4", "--run-dir", str(run_dir),
-                 *TINY, "algo.lr=1e-3")
+                 *TINY, "algo.lr=1e-3", "loggers=[tensorboard]")
     return run_dir, done
 
 
@@ -193,3 +193,39 @@ def test_plot_compares_runs_and_matches_their_summaries(tiny_run, tmp_path):
     assert float(last["mean"]) == pytest.approx(np.mean(raw), rel=1e-4)
     bad = jaxrl("plot", str(run_dir), "--metric", "nope", "--out", str(out), timeout=120)
     assert bad.returncode == 2 and "has no column 'nope'" in bad.stderr
+
+
+def read_tensorboard(folder: Path) -> tuple[dict[str, dict[int, float]], list[str]]:
+    """Scalars {tag: {step: value}} and text summaries from TFRecord event files."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, dict[int, float]] = {}
+    texts: list[str] = []
+    for path in folder.glob("events.out.tfevents.*"):
+        data, offset = path.read_bytes(), 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+                elif value.HasField("tensor"):
+                    texts.extend(s.decode() for s in value.tensor.string_val)
+    return scalars, texts
+
+
+def test_tensorboard_logger_writes_per_seed_and_aggregate_curves(tiny_run):
+    run_dir, _ = tiny_run
+    scalars, texts = read_tensorboard(run_dir / "tensorboard")
+    rows = read_metrics(run_dir / "metrics.csv")
+    for step in (1024, 2048, 3072, 4096):
+        values = np.array([float(r["value_loss"]) for r in rows if int(r["env_steps"]) == step])
+        assert scalars["mean/value_loss"][step] == pytest.approx(values.mean(), rel=1e-4)
+        assert scalars["max/value_loss"][step] == pytest.approx(values.max(), rel=1e-4)
+        for seed in range(4):
+            assert scalars[f"seed_{seed}/value_loss"][step] == pytest.approx(values[seed], rel=1e-4)
+    assert set(scalars["mean/eval_return"]) == {2048, 4096}
+    assert any("total_env_steps: 4096" in text for text in texts)  # the resolved config

@@ -21,6 +21,7 @@ from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.envs import make_vec
 from jaxrl.evaluation import episode_limit, make_evaluator
 from jaxrl.experiment.checkpoints import CheckpointError, Checkpointer
+from jaxrl.experiment.loggers import make_loggers, require as require_loggers
 from jaxrl.experiment.run_dir import (
     MetricsWriter, append_jsonl, create_run_dir, environment_versions, read_metrics,
     truncate_metrics, write_json,
@@ -129,6 +130,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     after that checkpoint, so the finished folder equals an uninterrupted run's.
     """
     built = build(config)
+    require_loggers(config.loggers)
     run_dir = Path(run_dir)
     if not resume:
         create_run_dir(run_dir)
@@ -139,6 +141,9 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
                                 config.checkpoint.keep_best)
     checkpoint_every = _checkpoint_every_chunks(config, built)
     metrics_writer = MetricsWriter(metrics_path)
+    loggers = make_loggers(config.loggers, run_dir)
+    for logger in loggers:
+        logger.log_config(config_lib.to_dict(config))
     bar = _Progress(algo.num_updates, progress)
     last_updates = [0]
 
@@ -167,6 +172,11 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
             "sps": round(updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9), 1),
             "eval_seconds": round(report.eval_seconds, 4)})
         bar.update(report, members, algo.env_steps_per_update, updates)
+        per_seed = dict(report.metrics)
+        if report.eval_returns is not None:
+            per_seed["eval_return"] = report.eval_returns.mean(axis=1)
+        for logger in loggers:
+            logger.log_point(report.env_steps, per_seed)
 
     def after_chunk(report: population.ChunkReport, state: Any) -> None:
         last = report.updates_done >= algo.num_updates
@@ -187,6 +197,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     finally:
         bar.close()
         checkpointer.close()
+        for logger in loggers:
+            logger.close()
     wall = time.perf_counter() - start
     append_jsonl(timings, {"event": "end", "compile_seconds": round(result.compile_seconds, 3),
                            "steady_sps": round(result.steady_sps, 1), "wall_seconds": round(wall, 3)})
@@ -236,7 +248,7 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
     changed = config_lib.state_breaking_changes(saved, config)
     if changed:
         raise ConfigError(f"cannot resume {run_dir}: the config differs from the run's in "
-                          f"{', '.join(changed)}; only eval.* and checkpoint.* may change. "
+                          f"{', '.join(changed)}; only eval.*, checkpoint.* and loggers may change. "
                           f"Start a new run with another --run-dir")
     if config != saved:
         (run_dir / "config.yaml").write_text(dump(config))
