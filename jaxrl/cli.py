@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--trace", action="store_true",
                           help="print one episode of one member (--seed-index, default 0) step "
                                "by step: observation, action, reward, action probabilities")
+    evaluate.add_argument("--max-steps", type=int, default=1000,
+                          help="cut --trace and --video episodes after this many steps (default 1000)")
+    evaluate.add_argument("--video", action="store_true",
+                          help="play one episode per member (or --seed-index) and write the best "
+                               "as a GIF to RUN_DIR/videos/")
 
     plot = commands.add_parser("plot", help="compare runs: learning curves and final IQMs with CIs")
     plot.add_argument("run_dirs", nargs="+", help="run folders written by `jaxrl train`")
@@ -120,14 +125,20 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.max_steps < 1:
+        raise ConfigError(f"--max-steps must be at least 1, got {args.max_steps}")
     _enable_compilation_cache()
     import jax
 
-    from jaxrl.experiment.evaluate import evaluate_run, format_evaluation, format_trace, trace_episode
+    from jaxrl.experiment.evaluate import (
+        evaluate_run, format_evaluation, format_trace, record_videos, trace_episode,
+    )
 
+    if args.video:
+        print(f"video: {record_videos(args.run_dir, seed_index=args.seed_index, deterministic=args.deterministic, max_steps=args.max_steps)}")
     if args.trace:
         print(format_trace(trace_episode(args.run_dir, seed_index=args.seed_index or 0,
-                                         deterministic=args.deterministic)))
+                                         deterministic=args.deterministic, max_steps=args.max_steps)))
         return 0
     devices = jax.devices()[: args.devices] if args.devices else None
     result = evaluate_run(args.run_dir, episodes=args.episodes, deterministic=args.deterministic,

@@ -229,3 +229,27 @@ def test_tensorboard_logger_writes_per_seed_and_aggregate_curves(tiny_run):
             assert scalars[f"seed_{seed}/value_loss"][step] == pytest.approx(values[seed], rel=1e-4)
     assert set(scalars["mean/eval_return"]) == {2048, 4096}
     assert any("total_env_steps: 4096" in text for text in texts)  # the resolved config
+
+
+def test_eval_video_writes_a_gif_with_one_frame_per_step(tiny_run):
+    from PIL import Image
+
+    run_dir, _ = tiny_run
+    done = jaxrl("eval", str(run_dir), "--video", "--seed-index", "0", "--max-steps", "30")
+    assert done.returncode == 0, done.stderr
+    videos = list((run_dir / "videos").glob("seed0_return*.gif"))
+    assert len(videos) == 1
+    episode_return = float(videos[0].stem.split("return")[1])
+    with Image.open(videos[0]) as gif:
+        assert gif.n_frames == int(episode_return) <= 30  # CartPole pays 1 per step
+
+
+def test_video_for_an_env_without_renderer_is_a_clear_error():
+    from jaxrl.envs import make
+    from jaxrl.errors import ConfigError
+    from jaxrl.experiment.video import renderer_for
+
+    env, _ = make("ProbeConstantReward-v0")
+    with pytest.raises(ConfigError, match="ProbeConstantReward-v0 has no renderer"):
+        renderer_for(env, "ProbeConstantReward-v0")
+    assert renderer_for(make("CartPole-v1")[0], "CartPole-v1") == "gymnax"

@@ -107,12 +107,19 @@ def _summarise(values: np.ndarray) -> str:
     return f"{tuple(np.shape(values))} mean {flat.mean():+.3f} min {flat.min():+.3f} max {flat.max():+.3f}"
 
 
-def trace_episode(run_dir: str | Path, *, seed_index: int = 0, deterministic: bool | None = None,
-                  max_steps: int = 1000) -> list[dict[str, Any]]:
-    """One episode of one member, step by step: observation (as the agent sees it), action,
-    reward and what the algorithm's `explain` reports (action probabilities, values)."""
-    config, built, _, restored = load_run(Path(run_dir), deterministic=deterministic,
-                                          seed_index=seed_index)
+def _base_state(state: Any) -> Any:
+    """The single env's state inside our wrapper states, for copy 0 (renderers want it)."""
+    while hasattr(state, "inner"):
+        state = state.inner
+    return jax.tree.map(lambda x: np.asarray(x)[0], state)
+
+
+def play_episode(loaded: LoadedRun, seed_index: int, max_steps: int = 1000
+                 ) -> tuple[list[dict[str, Any]], list[Any]]:
+    """One episode of one member, stepped on the host: a row per step (observation as the
+    agent sees it, action, raw reward, the algorithm's `explain`) and the env state before
+    each step (for rendering)."""
+    config, built, _, restored = loaded
     algo = built.algo
     member = lambda tree: jax.tree.map(lambda x: np.asarray(x)[seed_index], tree)  # noqa: E731
     params, train_env_state = member(algo.policy_params(restored.state)), member(algo.env_state(restored.state))
@@ -123,8 +130,9 @@ def trace_episode(run_dir: str | Path, *, seed_index: int = 0, deterministic: bo
     key = jax.random.fold_in(population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)[seed_index], 2**20)
     key, reset_key = jax.random.split(key)
     obs, env_state = env.reset_from(reset_key, env_params, train_env_state)
-    rows = []
+    rows, states = [], []
     for t in range(max_steps):
+        states.append(_base_state(env_state))
         key, act_key, step_key = jax.random.split(key, 3)
         action = act(params, obs, act_key, config.eval.deterministic)
         notes = {} if explain is None else {k: np.asarray(v)[0] for k, v in explain(params, obs).items()}
@@ -137,7 +145,37 @@ def trace_episode(run_dir: str | Path, *, seed_index: int = 0, deterministic: bo
         obs = next_obs
         if bool(info["episode_done"][0]):
             break
-    return rows
+    return rows, states
+
+
+def trace_episode(run_dir: str | Path, *, seed_index: int = 0, deterministic: bool | None = None,
+                  max_steps: int = 1000) -> list[dict[str, Any]]:
+    """One episode of one member, step by step (see `play_episode`)."""
+    loaded = load_run(Path(run_dir), deterministic=deterministic, seed_index=seed_index)
+    return play_episode(loaded, seed_index, max_steps)[0]
+
+
+def record_videos(run_dir: str | Path, *, seed_index: int | None = None,
+                  deterministic: bool | None = None, max_steps: int = 1000) -> Path:
+    """Plays one episode per member (or only `seed_index`) and renders the best one to
+    `videos/best_seed<i>_return<R>.gif` (`videos/seed<i>_return<R>.gif` for one member)."""
+    from jaxrl.experiment.video import renderer_for, write_gif
+
+    run_dir = Path(run_dir)
+    loaded = load_run(run_dir, deterministic=deterministic, seed_index=seed_index)
+    env, env_params = make_env(loaded.config, 1, update_stats=False)
+    base_env = env
+    while hasattr(base_env, "env"):
+        base_env = base_env.env
+    renderer_for(base_env, loaded.config.env.id)  # fails before any episode is played
+    seeds = range(loaded.config.seeds) if seed_index is None else [seed_index]
+    episodes = [(i, *play_episode(loaded, i, max_steps)) for i in seeds]
+    best, rows, states = max(episodes, key=lambda e: e[1][-1]["return"])
+    episode_return = rows[-1]["return"]
+    prefix = "best_" if seed_index is None else ""
+    path = run_dir / "videos" / f"{prefix}seed{best}_return{episode_return:.1f}.gif"
+    returns = np.cumsum([row["reward"] for row in rows])
+    return write_gif(base_env, env_params, states, returns, path)
 
 
 def _fmt(value: Any) -> str:
