@@ -67,7 +67,20 @@ class CheckpointConfig:
             raise ConfigError(f"checkpoint.keep_last must be at least 1, got {self.keep_last}")
 
 
-KNOWN_LOGGERS = ("tensorboard",)
+KNOWN_LOGGERS = ("tensorboard", "wandb")
+
+
+@dataclasses.dataclass(frozen=True)
+class WandbConfig:
+    """The `wandb:` section, used when `loggers` lists wandb."""
+
+    project: str = "jaxrl"
+    entity: str | None = None
+    mode: str = "offline"  # offline (no network; `wandb sync` later) | online | disabled
+
+    def __post_init__(self):
+        if self.mode not in ("offline", "online", "disabled"):
+            raise ConfigError(f"wandb.mode must be offline, online or disabled, got {self.mode!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +95,8 @@ class Config:
     log_every_env_steps: int = 25_000  # per member; one chunk of updates between logs
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
-    loggers: tuple[str, ...] = ()  # extra viewers: tensorboard; metrics.csv is always written
+    loggers: tuple[str, ...] = ()  # extra viewers: tensorboard, wandb; metrics.csv is always written
+    wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
 
     def __post_init__(self):
         unknown = [name for name in self.loggers if name not in KNOWN_LOGGERS]
@@ -286,7 +300,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 # Keys a resumed run may change: they alter neither the saved state nor the training that
 # follows it. Anything else (shapes, algorithm, hyperparameters, budget) makes another run.
-RESUMABLE_CHANGES = ("eval.", "checkpoint.", "loggers")
+RESUMABLE_CHANGES = ("eval.", "checkpoint.", "loggers", "wandb.")
 
 
 def state_breaking_changes(saved: Config, requested: Config) -> list[str]:

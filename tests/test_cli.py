@@ -31,7 +31,7 @@ def jaxrl(*args: str, timeout: int = 400) -> subprocess.CompletedProcess:
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "4", "--run-dir", str(run_dir),
-                 *TINY, "algo.lr=1e-3", "loggers=[tensorboard]")
+                 *TINY, "algo.lr=1e-3", "loggers=[tensorboard,wandb]")
     return run_dir, done
 
 
@@ -253,3 +253,50 @@ def test_video_for_an_env_without_renderer_is_a_clear_error():
     with pytest.raises(ConfigError, match="ProbeConstantReward-v0 has no renderer"):
         renderer_for(env, "ProbeConstantReward-v0")
     assert renderer_for(make("CartPole-v1")[0], "CartPole-v1") == "gymnax"
+
+
+def read_wandb(run_dir: Path) -> tuple[dict[int, dict], dict]:
+    """History rows {step: row} and the config of an offline W&B run, read from its
+    `.wandb` file (LevelDB-log framing: 32 KiB blocks of 7-byte-headed records)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    data, pos, pending = path.read_bytes(), 7, b""
+    assert data[:4] == b":W&B"
+    history: dict[int, dict] = {}
+    config: dict = {}
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # block trailer padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind not in (1, 4):
+            continue
+        record = wandb_internal_pb2.Record.FromString(pending)
+        pending = b""
+        if record.WhichOneof("record_type") == "history":
+            row = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                   for item in record.history.item}
+            history[row["_step"]] = row
+        elif record.WhichOneof("record_type") in ("config", "run"):
+            updates = record.config.update if record.HasField("config") else record.run.config.update
+            config.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                           for item in updates})
+    return history, config
+
+
+def test_wandb_offline_logger_writes_the_same_curves(tiny_run):
+    run_dir, _ = tiny_run
+    history, config = read_wandb(run_dir)
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert sorted(history) == [1024, 2048, 3072, 4096]
+    for step, logged in history.items():
+        values = np.array([float(r["value_loss"]) for r in rows if int(r["env_steps"]) == step])
+        assert logged["mean/value_loss"] == pytest.approx(values.mean(), rel=1e-4)
+        assert logged["seed_3/value_loss"] == pytest.approx(values[3], rel=1e-4)
+    assert "mean/eval_return" in history[4096] and "mean/eval_return" not in history[1024]
+    assert config["total_env_steps"] == 4096 and config["algo"]["lr"] == pytest.approx(1e-3)

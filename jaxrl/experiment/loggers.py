@@ -58,16 +58,49 @@ class TensorBoardLogger:
         self.writer.close()
 
 
+class WandbLogger:
+    """A Weights & Biases run in `run_dir/wandb` (offline by default: no network, no account;
+    `wandb sync` uploads it later). Same keys as TensorBoard, x = env steps per seed."""
+
+    def __init__(self, run_dir: Path, settings: Any, per_seed_limit: int = 64):
+        import wandb
+
+        self.run = wandb.init(project=settings.project, entity=settings.entity, mode=settings.mode,
+                              dir=str(run_dir), name=run_dir.name,
+                              settings=wandb.Settings(silent=True, console="off"))
+        self.per_seed_limit = per_seed_limit
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        self.run.config.update(config)
+
+    def log_point(self, env_steps: int, per_seed: dict[str, np.ndarray]) -> None:
+        row: dict[str, float] = {}
+        for metric, values in per_seed.items():
+            row.update({f"{stat}/{metric}": value for stat, value in aggregates(values).items()})
+            if values.size <= self.per_seed_limit:
+                row.update({f"seed_{seed}/{metric}": float(value)
+                            for seed, value in enumerate(values) if not np.isnan(value)})
+        self.run.log(row, step=int(env_steps))
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+EXTRAS = {"tensorboard": "tensorboardX", "wandb": "wandb"}
+
+
 def require(names: tuple[str, ...]) -> None:
     """Fails early, before a run folder exists, when a logger's extra is not installed."""
-    if "tensorboard" in names:
-        try:
-            import tensorboardX  # noqa: F401
-        except ImportError:
-            raise ConfigError("loggers: [tensorboard] needs the tensorboard extra: "
-                              "pip install 'jaxrl[tensorboard]'") from None
+    import importlib.util
+
+    for name in names:
+        if importlib.util.find_spec(EXTRAS[name]) is None:
+            raise ConfigError(f"loggers: [{name}] needs the {name} extra: "
+                              f"pip install 'jaxrl[{name}]'")
 
 
-def make_loggers(names: tuple[str, ...], run_dir: Path) -> list[Logger]:
-    """The loggers a config's `loggers:` list names (validated by `jaxrl.config`)."""
-    return [TensorBoardLogger(run_dir) for name in names if name == "tensorboard"]
+def make_loggers(config: Any, run_dir: Path) -> list[Logger]:
+    """The loggers `config.loggers` names (validated by `jaxrl.config`)."""
+    makers = {"tensorboard": lambda: TensorBoardLogger(run_dir),
+              "wandb": lambda: WandbLogger(run_dir, config.wandb)}
+    return [makers[name]() for name in config.loggers]

@@ -141,7 +141,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
                                 config.checkpoint.keep_best)
     checkpoint_every = _checkpoint_every_chunks(config, built)
     metrics_writer = MetricsWriter(metrics_path)
-    loggers = make_loggers(config.loggers, run_dir)
+    loggers = make_loggers(config, run_dir)
     for logger in loggers:
         logger.log_config(config_lib.to_dict(config))
     bar = _Progress(algo.num_updates, progress)
@@ -248,7 +248,7 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
     changed = config_lib.state_breaking_changes(saved, config)
     if changed:
         raise ConfigError(f"cannot resume {run_dir}: the config differs from the run's in "
-                          f"{', '.join(changed)}; only eval.*, checkpoint.* and loggers may change. "
+                          f"{', '.join(changed)}; only eval.*, checkpoint.*, loggers and wandb.* may change. "
                           f"Start a new run with another --run-dir")
     if config != saved:
         (run_dir / "config.yaml").write_text(dump(config))
