@@ -43,6 +43,7 @@ class EvalConfig:
     every_env_steps: int = 0  # 0: only at the end
     max_steps: int = 0  # 0: the env's own time limit
     deterministic: bool = True
+    video: bool = False  # after each periodic evaluation, a GIF of the best member's episode
 
     def __post_init__(self):
         if self.episodes < 1:

@@ -300,3 +300,20 @@ def test_wandb_offline_logger_writes_the_same_curves(tiny_run):
         assert logged["seed_3/value_loss"] == pytest.approx(values[3], rel=1e-4)
     assert "mean/eval_return" in history[4096] and "mean/eval_return" not in history[1024]
     assert config["total_env_steps"] == 4096 and config["algo"]["lr"] == pytest.approx(1e-3)
+
+
+def test_periodic_evaluation_records_the_best_episode(tmp_path):
+    from PIL import Image
+
+    run_dir = tmp_path / "video_run"
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "2", "--run-dir", str(run_dir),
+                 *TINY, "eval.video=true", "eval.max_steps=12")
+    assert done.returncode == 0, done.stderr
+    videos = sorted(p.name for p in (run_dir / "videos").glob("*.gif"))
+    assert [v.split("_seed")[0] for v in videos] == ["eval_step2048", "eval_step4096"]
+    with Image.open(run_dir / "videos" / videos[-1]) as gif:
+        assert gif.n_frames == int(float(videos[-1].split("return")[1][:-4])) <= 12
+    no_renderer = tmp_path / "probe"
+    bad = jaxrl("train", "configs/ppo_cartpole.yaml", "--run-dir", str(no_renderer), *TINY,
+                "env.id=ProbeConstantReward-v0", "eval.video=true", timeout=120)
+    assert bad.returncode == 2 and "has no renderer" in bad.stderr and not no_renderer.exists()

@@ -114,15 +114,13 @@ def _base_state(state: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x)[0], state)
 
 
-def play_episode(loaded: LoadedRun, seed_index: int, max_steps: int = 1000
+def play_episode(config: Config, algo: Any, state: Any, seed_index: int, max_steps: int = 1000
                  ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """One episode of one member, stepped on the host: a row per step (observation as the
-    agent sees it, action, raw reward, the algorithm's `explain`) and the env state before
-    each step (for rendering)."""
-    config, built, _, restored = loaded
-    algo = built.algo
+    """One episode of member `seed_index` of a population `state`, stepped on the host: a row
+    per step (observation as the agent sees it, action, raw reward, the algorithm's
+    `explain`) and the env state before each step (for rendering)."""
     member = lambda tree: jax.tree.map(lambda x: np.asarray(x)[seed_index], tree)  # noqa: E731
-    params, train_env_state = member(algo.policy_params(restored.state)), member(algo.env_state(restored.state))
+    params, train_env_state = member(algo.policy_params(state)), member(algo.env_state(state))
     env, env_params = make_env(config, 1, update_stats=False)
     act = jax.jit(algo.act, static_argnums=3)
     explain = jax.jit(algo.explain) if algo.explain is not None else None
@@ -152,30 +150,45 @@ def trace_episode(run_dir: str | Path, *, seed_index: int = 0, deterministic: bo
                   max_steps: int = 1000) -> list[dict[str, Any]]:
     """One episode of one member, step by step (see `play_episode`)."""
     loaded = load_run(Path(run_dir), deterministic=deterministic, seed_index=seed_index)
-    return play_episode(loaded, seed_index, max_steps)[0]
+    return play_episode(loaded.config, loaded.built.algo, loaded.restored.state, seed_index, max_steps)[0]
 
 
 def record_videos(run_dir: str | Path, *, seed_index: int | None = None,
                   deterministic: bool | None = None, max_steps: int = 1000) -> Path:
     """Plays one episode per member (or only `seed_index`) and renders the best one to
     `videos/best_seed<i>_return<R>.gif` (`videos/seed<i>_return<R>.gif` for one member)."""
-    from jaxrl.experiment.video import renderer_for, write_gif
-
     run_dir = Path(run_dir)
     loaded = load_run(run_dir, deterministic=deterministic, seed_index=seed_index)
-    env, env_params = make_env(loaded.config, 1, update_stats=False)
-    base_env = env
-    while hasattr(base_env, "env"):
-        base_env = base_env.env
-    renderer_for(base_env, loaded.config.env.id)  # fails before any episode is played
-    seeds = range(loaded.config.seeds) if seed_index is None else [seed_index]
-    episodes = [(i, *play_episode(loaded, i, max_steps)) for i in seeds]
+    config, algo, state = loaded.config, loaded.built.algo, loaded.restored.state
+    check_renderer(config)  # fails before any episode is played
+    seeds = range(config.seeds) if seed_index is None else [seed_index]
+    episodes = [(i, *play_episode(config, algo, state, i, max_steps)) for i in seeds]
     best, rows, states = max(episodes, key=lambda e: e[1][-1]["return"])
-    episode_return = rows[-1]["return"]
     prefix = "best_" if seed_index is None else ""
-    path = run_dir / "videos" / f"{prefix}seed{best}_return{episode_return:.1f}.gif"
+    return render_episode(config, rows, states, run_dir / "videos" / f"{prefix}seed{best}")
+
+
+def check_renderer(config: Config) -> None:
+    """A clear error, before anything runs, when the config's env cannot be drawn."""
+    from jaxrl.experiment.video import renderer_for
+
+    renderer_for(_single_env(config)[0], config.env.id)
+
+
+def _single_env(config: Config) -> tuple[Any, Any]:
+    env, env_params = make_env(config, 1, update_stats=False)
+    while hasattr(env, "env"):
+        env = env.env
+    return env, env_params
+
+
+def render_episode(config: Config, rows: list[dict[str, Any]], states: list[Any], stem: Path) -> Path:
+    """Writes `<stem>_return<R>.gif`, one frame per step, titled with the return so far."""
+    from jaxrl.experiment.video import write_gif
+
+    env, env_params = _single_env(config)
     returns = np.cumsum([row["reward"] for row in rows])
-    return write_gif(base_env, env_params, states, returns, path)
+    return write_gif(env, env_params, states, returns, f"{stem}_return{rows[-1]['return']:.1f}.gif")
 
 
 def _fmt(value: Any) -> str:

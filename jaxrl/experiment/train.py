@@ -30,6 +30,7 @@ from jaxrl.experiment.run_dir import (
 
 class Built(NamedTuple):
     algo: Algorithm
+    env_params: Any
     evaluator: Any
     updates_per_chunk: int
     eval_every_chunks: int
@@ -52,7 +53,7 @@ def build(config: Config) -> Built:
     updates_per_chunk = max(1, config.log_every_env_steps // algo.env_steps_per_update)
     chunk_steps = updates_per_chunk * algo.env_steps_per_update
     eval_every = math.ceil(config.eval.every_env_steps / chunk_steps) if config.eval.every_env_steps else 0
-    return Built(algo, evaluator, updates_per_chunk, eval_every)
+    return Built(algo, env_params, evaluator, updates_per_chunk, eval_every)
 
 
 class _Progress:
@@ -131,6 +132,10 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     """
     built = build(config)
     require_loggers(config.loggers)
+    if config.eval.video:
+        from jaxrl.experiment.evaluate import check_renderer
+
+        check_renderer(config)
     run_dir = Path(run_dir)
     if not resume:
         create_run_dir(run_dir)
@@ -178,7 +183,21 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         for logger in loggers:
             logger.log_point(report.env_steps, per_seed)
 
+    def record_best_episode(report: population.ChunkReport, state: Any) -> None:
+        from jaxrl.experiment.evaluate import play_episode, render_episode
+
+        start = time.perf_counter()
+        best = int(np.argmax(report.eval_returns.mean(axis=1)))
+        max_steps = config.eval.max_steps or episode_limit(built.env_params)
+        rows, states = play_episode(config, algo, state, best, max_steps)
+        path = render_episode(config, rows, states,
+                              run_dir / "videos" / f"eval_step{report.env_steps}_seed{best}")
+        append_jsonl(timings, {"event": "video", "path": str(path.relative_to(run_dir)),
+                               "seconds": round(time.perf_counter() - start, 3)})
+
     def after_chunk(report: population.ChunkReport, state: Any) -> None:
+        if config.eval.video and report.eval_returns is not None:
+            record_best_episode(report, state)
         last = report.updates_done >= algo.num_updates
         if last or (checkpoint_every and (report.chunk + 1) % checkpoint_every == 0):
             start = time.perf_counter()
