@@ -1,0 +1,10 @@
+"""Replay buffers as pure init/add/sample/update functions over pytree states (vmappable)."""
+
+from jaxrl.buffers import sum_tree
+from jaxrl.buffers.replay import (
+    PrioritizedSample, ReplayState, add, importance_weights, init, sample_prioritized,
+    sample_uniform, update_priorities,
+)
+
+__all__ = ["sum_tree", "ReplayState", "PrioritizedSample", "init", "add", "sample_uniform",
+           "sample_prioritized", "update_priorities", "importance_weights"]
