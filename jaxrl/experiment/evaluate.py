@@ -159,8 +159,9 @@ def record_videos(run_dir: str | Path, *, seed_index: int | None = None,
     `videos/best_seed<i>_return<R>.gif` (`videos/seed<i>_return<R>.gif` for one member)."""
     run_dir = Path(run_dir)
     loaded = load_run(run_dir, deterministic=deterministic, seed_index=seed_index)
-    config, algo, state = loaded.config, loaded.built.algo, loaded.restored.state
+    config, algo = loaded.config, loaded.built.algo
     check_renderer(config)  # fails before any episode is played
+    state = jax.device_get(loaded.restored.state)  # once, not once per member played
     seeds = range(config.seeds) if seed_index is None else [seed_index]
     episodes = [(i, *play_episode(config, algo, state, i, max_steps)) for i in seeds]
     best, rows, states = max(episodes, key=lambda e: e[1][-1]["return"])

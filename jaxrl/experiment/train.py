@@ -66,23 +66,23 @@ class _Progress:
                         dynamic_ncols=True, desc="training")
         self.bar.set_postfix_str("compiling...")
 
-    def update(self, report: population.ChunkReport, num_members: int, steps_per_update: int,
-               updates: int) -> None:
+    def update(self, report: population.ChunkReport, sps: float, updates: int) -> None:
         returns = report.metrics.get("episode_return")
-        sps = updates * steps_per_update * num_members / max(report.seconds, 1e-9)
         text = f"{sps:,.0f} steps/s"
         if returns is not None and not np.all(np.isnan(returns)):
             text += f" | return mean {np.nanmean(returns):.1f} min {np.nanmin(returns):.1f}"
         self.bar.set_postfix_str(text)
         self.bar.update(updates)
 
+    def skip(self, updates: int) -> None:
+        """Counts updates done before a resume."""
+        self.bar.update(updates)
+
     def close(self) -> None:
         self.bar.close()
 
 
-def _metric_rows(report: population.ChunkReport, steps_per_update: int,
-                 num_members: int, updates: int) -> list[dict[str, Any]]:
-    sps = updates * steps_per_update * num_members / max(report.seconds, 1e-9)
+def _metric_rows(report: population.ChunkReport, num_members: int, sps: float) -> list[dict[str, Any]]:
     eval_mean = None if report.eval_returns is None else report.eval_returns.mean(axis=1)
     rows = []
     for member in range(num_members):
@@ -159,7 +159,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         kept = truncate_metrics(metrics_path, restored.step)
         metrics_writer.columns = kept
         last_updates[0] = restored.step
-        bar.bar.update(restored.step)
+        bar.skip(restored.step)
         append_jsonl(timings, {"event": "resume", "from_update": restored.step})
         return restored.state, restored.step
 
@@ -170,13 +170,13 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     def on_chunk(report: population.ChunkReport) -> None:
         updates = report.updates_done - last_updates[0]
         last_updates[0] = report.updates_done
-        metrics_writer.write(_metric_rows(report, algo.env_steps_per_update, members, updates))
+        sps = updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9)
+        metrics_writer.write(_metric_rows(report, members, sps))
         append_jsonl(timings, {
             "event": "chunk", "chunk": report.chunk, "updates": updates,
             "env_steps_per_member": report.env_steps, "seconds": round(report.seconds, 4),
-            "sps": round(updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9), 1),
-            "eval_seconds": round(report.eval_seconds, 4)})
-        bar.update(report, members, algo.env_steps_per_update, updates)
+            "sps": round(sps, 1), "eval_seconds": round(report.eval_seconds, 4)})
+        bar.update(report, sps, updates)
         per_seed = dict(report.metrics)
         if report.eval_returns is not None:
             per_seed["eval_return"] = report.eval_returns.mean(axis=1)
