@@ -72,13 +72,15 @@ def _summary(values: Sequence[float]) -> dict[str, float]:
             "max": float(np.nanmax(array))}
 
 
-def measure_jaxrl(num_seeds: int, steps: int) -> dict[str, Any]:
-    """Trains a jaxrl population from the reference config and returns its timings and returns."""
+def measure_jaxrl(num_seeds: int, steps: int, config_path: Path = JAXRL_CONFIG,
+                  overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Trains a jaxrl population from a config (the reference one by default) and returns
+    its timings and returns."""
     from jaxrl import population
     from jaxrl.config import load
     from jaxrl.experiment.train import build
 
-    config = load(JAXRL_CONFIG, [f"seeds={num_seeds}", f"total_env_steps={steps}"])
+    config = load(config_path, [*overrides, f"seeds={num_seeds}", f"total_env_steps={steps}"])
     built = build(config)
     start = time.perf_counter()
     result = population.run(built.algo, config.seeds, seed=config.seed,
@@ -179,7 +181,7 @@ def worker_env(system: str) -> dict[str, str]:
     """The subprocess environment: jaxrl's CLI defaults or the reference's plain single device,
     and no persistent compilation cache."""
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS")}
-    if system == "jaxrl":
+    if system != "reference":
         from jaxrl.runtime import cpu_defaults
 
         cpu_defaults(environ=env)  # exactly what `jaxrl train` does by default
@@ -196,9 +198,11 @@ def steps_for(num_seeds: int, steps: int, steps_for_256: int) -> int:
     return min(steps, steps_for_256) if num_seeds >= 256 else steps
 
 
-def measure_in_subprocess(system: str, num_seeds: int, steps: int, timeout: float) -> dict[str, Any]:
-    """Runs one measurement in a fresh Python process; returns its result or an error record."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", system,
+def measure_in_subprocess(system: str, num_seeds: int, steps: int, timeout: float,
+                          script: str = __file__) -> dict[str, Any]:
+    """Runs one measurement in a fresh Python process (`script --worker ...`); returns its
+    result or an error record."""
+    command = [sys.executable, str(Path(script).resolve()), "--worker", system,
                "--worker-seeds", str(num_seeds), "--worker-steps", str(steps)]
     record: dict[str, Any] = {"system": system, "seeds": num_seeds, "requested_steps_per_seed": steps}
     start = time.perf_counter()

@@ -60,6 +60,9 @@ class CheckpointConfig:
     every_env_steps: int = 100_000  # per member, rounded up to whole chunks; 0: only at the end
     keep_last: int = 2  # plus the best one (by mean return) when keep_best
     keep_best: bool = True
+    # Replay buffers can dwarf the rest of the state. Without them a checkpoint is small, but
+    # a resumed run refills its buffers before learning again (so it is not bit-exact).
+    replay_buffer: bool = True
 
     def __post_init__(self):
         if self.every_env_steps < 0:
@@ -302,6 +305,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 # Keys a resumed run may change: they alter neither the saved state nor the training that
 # follows it. Anything else (shapes, algorithm, hyperparameters, budget) makes another run.
 RESUMABLE_CHANGES = ("eval.", "checkpoint.", "loggers", "wandb.")
+FIXED_ON_RESUME = ("checkpoint.replay_buffer",)  # decides what the saved checkpoints hold
 
 
 def state_breaking_changes(saved: Config, requested: Config) -> list[str]:
@@ -309,4 +313,5 @@ def state_breaking_changes(saved: Config, requested: Config) -> list[str]:
     old, new = flatten(to_dict(saved)), flatten(to_dict(requested))
     return sorted(f"{key} ({old.get(key)!r} -> {new.get(key)!r})"
                   for key in set(old) | set(new)
-                  if old.get(key) != new.get(key) and not key.startswith(RESUMABLE_CHANGES))
+                  if old.get(key) != new.get(key)
+                  and (not key.startswith(RESUMABLE_CHANGES) or key in FIXED_ON_RESUME))

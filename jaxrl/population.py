@@ -73,8 +73,9 @@ def population_mesh(num_members: int, devices: Sequence[Any] | None = None) -> j
     return jax.make_mesh((count,), (AXIS,), devices=devices[:count])
 
 
-def _reduce_chunk(sums: dict[str, chex.Array], num_updates: chex.Array) -> dict[str, chex.Array]:
-    """Per-update means, and per-episode means for `episode_*` sums (NaN if none ended)."""
+def _reduce_chunk(sums: dict[str, chex.Array], counts: dict[str, chex.Array]) -> dict[str, chex.Array]:
+    """Per-update means over the updates where a metric was defined (not NaN), and
+    per-episode means for `episode_*` sums (NaN if none ended)."""
     episodes = sums.get("episodes", jnp.float32(0))
     out = {}
     for name, total in sums.items():
@@ -83,7 +84,7 @@ def _reduce_chunk(sums: dict[str, chex.Array], num_updates: chex.Array) -> dict[
         elif name == "episodes":
             out[name] = total
         else:
-            out[name] = total / num_updates
+            out[name] = jnp.where(counts[name] > 0, total / jnp.maximum(counts[name], 1), jnp.nan)
     return out
 
 
@@ -109,12 +110,16 @@ class Population:
                 zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
 
                 def body(_, carry):
-                    state, sums = carry
+                    state, sums, counts = carry
                     state, metrics = algo.update(state, hp)
-                    return state, jax.tree.map(jnp.add, sums, metrics)
+                    defined = jax.tree.map(lambda x: ~jnp.isnan(x), metrics)
+                    sums = jax.tree.map(lambda s, x, d: s + jnp.where(d, x, 0), sums, metrics, defined)
+                    counts = jax.tree.map(lambda c, d: c + d, counts, defined)
+                    return state, sums, counts
 
-                state, sums = jax.lax.fori_loop(0, num_updates, body, (state, zeros))
-                return state, _reduce_chunk(sums, num_updates)
+                counts = jax.tree.map(lambda z: jnp.zeros(z.shape, jnp.float32), zeros)
+                state, sums, counts = jax.lax.fori_loop(0, num_updates, body, (state, zeros, counts))
+                return state, _reduce_chunk(sums, counts)
 
             return jax.vmap(one_member)(state, hparams)
 

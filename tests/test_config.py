@@ -15,8 +15,27 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     config = config_lib.load(path)
-    assert config.algo.name == "ppo"
+    assert config.algo.name == path.name.split("_")[0].replace("rainbow", "dqn")
     assert config.total_env_steps > 0
+
+
+def test_dqn_reference_config_matches_reference_settings():
+    """REFERENCES.md's DQN rows: 10 envs, buffer 1e4, batch 128, train every 10 steps after 1e4,
+    target copy every 500, epsilon 1 -> 0.05 over 2.5e5, Adam 2.5e-4, MSE, 120-84 ReLU."""
+    config = config_lib.load(CONFIGS / "dqn_cartpole_reference.yaml")
+    algo = config.algo
+    assert config.env.num_envs == 10 and config.total_env_steps == 500_000
+    assert (algo.buffer_size, algo.batch_size, algo.learning_starts) == (10_000, 128, 10_000)
+    assert algo.replay_ratio * config.env.num_envs * algo.rollout_steps == 1  # one step per 10
+    assert (algo.target_update_every, algo.tau) == (500, 1.0)
+    assert (algo.eps_start, algo.eps_end) == (1.0, 0.05)
+    assert algo.eps_decay_fraction * config.total_env_steps == 250_000
+    assert (algo.lr, algo.optimizer, algo.anneal_lr, algo.max_grad_norm, algo.loss, algo.gamma) == (
+        2.5e-4, "adam", False, 0.0, "mse", 0.99)
+    assert algo.network.hidden_sizes == (120, 84) and algo.network.activation == "relu"
+    assert not any(getattr(algo, part) for part in ("double", "dueling", "prioritized",
+                                                    "distributional", "noisy"))
+    assert algo.n_steps == 1
 
 
 def test_reference_config_matches_reference_settings():

@@ -2,9 +2,9 @@
 
 from types import ModuleType
 
-from jaxrl.algos import ppo
+from jaxrl.algos import dqn, ppo
 from jaxrl.algos.base import Algorithm, Metrics
 
-REGISTRY: dict[str, ModuleType] = {"ppo": ppo}
+REGISTRY: dict[str, ModuleType] = {"dqn": dqn, "ppo": ppo}
 
-__all__ = ["Algorithm", "Metrics", "REGISTRY", "ppo"]
+__all__ = ["Algorithm", "Metrics", "REGISTRY", "dqn", "ppo"]

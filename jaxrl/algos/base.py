@@ -5,7 +5,8 @@ population axis (vmap), the device axis (sharding) and the time axis (chunks of 
 
 Metrics returned by `update` are a flat dict of float scalars. Keys starting with
 `episode_` are *sums over the episodes that finished* during the update and `episodes`
-is their count; every other key is a per-update value that the driver averages.
+is their count; every other key is a per-update value that the driver averages over the
+updates where it is defined (an update may report NaN, e.g. a loss before learning starts).
 """
 
 from __future__ import annotations
@@ -32,3 +33,6 @@ class Algorithm(NamedTuple):
     # (params, obs) -> named per-observation arrays that explain a decision (action
     # probabilities, Q-values, value), printed by `jaxrl eval --trace`.
     explain: Callable[[Any, chex.Array], dict[str, chex.Array]] | None = None
+    # The state's field that holds a replay buffer (None: no buffer); memory reports count
+    # it apart and checkpoints may leave it out.
+    replay_field: str | None = None

@@ -38,21 +38,39 @@ def init(example: Any, capacity: int) -> ReplayState:
     return ReplayState(data, jnp.int32(0), jnp.int32(0), sum_tree.init(capacity), jnp.float32(1.0))
 
 
+def empty_like(abstract: ReplayState) -> ReplayState:
+    """An empty buffer with the shapes, dtypes and shardings of `abstract` (which may hold
+    `jax.ShapeDtypeStruct`s with leading population axes), e.g. to resume without a saved buffer."""
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype, device=getattr(a, "sharding", None)),
+                         abstract)
+    return zeros._replace(max_priority=zeros.max_priority + 1.0)
+
+
 def capacity_of(state: ReplayState) -> int:
     return jax.tree.leaves(state.data)[0].shape[0]
 
 
-def add(state: ReplayState, batch: Any) -> ReplayState:
+def add(state: ReplayState, batch: Any, valid: chex.Array | None = None) -> ReplayState:
     """Writes a batch [B, ...] of transitions at the write position, wrapping around;
-    new transitions get the highest priority seen so far, so each is sampled soon."""
+    new transitions get the highest priority seen so far, so each is sampled soon.
+
+    `valid` [B] (optional) marks the items to keep; the rest are dropped without taking a
+    slot, so a fixed-shape batch can carry a variable number of transitions under `jit`.
+    """
     capacity = capacity_of(state)
     count = jax.tree.leaves(batch)[0].shape[0]
-    indices = (state.position + jnp.arange(count)) % capacity
-    data = jax.tree.map(lambda store, new: store.at[indices].set(new), state.data, batch)
-    priorities = sum_tree.update(state.priorities, indices,
+    if valid is None:
+        valid = jnp.ones((count,), bool)
+    kept = jnp.cumsum(valid) - 1
+    slots = jnp.where(valid, (state.position + kept) % capacity, capacity)  # capacity: dropped
+    data = jax.tree.map(lambda store, new: store.at[slots].set(new, mode="drop"),
+                        state.data, batch)
+    leaves = sum_tree.leaves_of(state.priorities)
+    priorities = sum_tree.update(state.priorities, jnp.where(valid, slots, leaves),
                                  jnp.full((count,), state.max_priority, jnp.float32))
-    return state._replace(data=data, position=(state.position + count) % capacity,
-                          size=jnp.minimum(state.size + count, capacity), priorities=priorities)
+    added = valid.sum(dtype=jnp.int32)
+    return state._replace(data=data, position=(state.position + added) % capacity,
+                          size=jnp.minimum(state.size + added, capacity), priorities=priorities)
 
 
 def sample_uniform(state: ReplayState, key: chex.PRNGKey, batch_size: int) -> tuple[Any, chex.Array]:
@@ -72,8 +90,9 @@ def sample_prioritized(state: ReplayState, key: chex.PRNGKey, batch_size: int,
     """`batch_size` transitions drawn with P(i) = p_i^alpha / sum_k p_k^alpha, O(log N) each."""
     indices = jnp.minimum(sum_tree.sample(state.priorities, key, batch_size),
                           jnp.maximum(state.size - 1, 0))
-    probabilities = sum_tree.leaf_values(state.priorities, indices) / sum_tree.total(state.priorities)
-    weights = importance_weights(probabilities, state.size, beta)
+    total = jnp.maximum(sum_tree.total(state.priorities), 1e-30)  # an empty buffer samples slot 0
+    probabilities = jnp.maximum(sum_tree.leaf_values(state.priorities, indices) / total, 1e-30)
+    weights = importance_weights(probabilities, jnp.maximum(state.size, 1), beta)
     return PrioritizedSample(jax.tree.map(lambda x: x[indices], state.data), indices, weights)
 
 

@@ -34,17 +34,24 @@ def leaf_values(tree: chex.Array, indices: chex.Array) -> chex.Array:
     return tree[tree.shape[-1] // 2 + indices]
 
 
+def leaves_of(tree: chex.Array) -> int:
+    """Number of leaves; a leaf index equal to it is outside the tree (updates drop it)."""
+    return tree.shape[-1] // 2
+
+
 def update(tree: chex.Array, indices: chex.Array, values: chex.Array) -> chex.Array:
     """Sets leaves `indices` to `values` and recomputes their ancestors, level by level.
 
     Parents are recomputed from their children (not shifted by deltas), so repeated or
-    sibling indices in one batch stay exact; with repeats the last value wins.
+    sibling indices in one batch stay exact; with repeats the last value wins. An index of
+    `leaves_of(tree)` is dropped (its ancestors are recomputed unchanged).
     """
-    num_leaves = tree.shape[-1] // 2
-    nodes = num_leaves + indices
-    tree = tree.at[nodes].set(values)
+    num_leaves = leaves_of(tree)
+    dropped = indices >= num_leaves
+    tree = tree.at[num_leaves + indices].set(values, mode="drop")
+    nodes = jnp.where(dropped, 1, num_leaves + indices)  # a dropped index only revisits the root
     for _ in range(depth(tree)):
-        nodes = nodes // 2
+        nodes = jnp.maximum(nodes // 2, 1)
         tree = tree.at[nodes].set(tree[2 * nodes] + tree[2 * nodes + 1])
     return tree
 

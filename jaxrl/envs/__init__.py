@@ -12,9 +12,11 @@ from jaxrl.envs.wrappers import (
     EpisodeStatistics, FlattenObservation, NormalizeObservation, NormalizeReward, RunningMeanStd,
 )
 
+from jaxrl.envs.movie_rec import register_movie_rec
 from jaxrl.envs.probes import register_probes
 
 register_probes(register)
+register_movie_rec(register)
 
 __all__ = [
     "Environment", "EnvParams", "EnvState", "UnknownEnvError", "VecEnv", "Wrapper", "spaces",

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from jaxrl import population
+from jaxrl import buffers, memory, population
 from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.algos.base import Algorithm
 from jaxrl.analysis import aggregate
@@ -131,6 +131,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     after that checkpoint, so the finished folder equals an uninterrupted run's.
     """
     built = build(config)
+    memory_plan = memory.plan(built.algo, config.seeds, devices)
+    memory.check(memory_plan)
     require_loggers(config.loggers)
     if config.eval.video:
         from jaxrl.experiment.evaluate import check_renderer
@@ -149,13 +151,22 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     loggers = make_loggers(config, run_dir)
     for logger in loggers:
         logger.log_config(config_lib.to_dict(config))
+    print(f"jaxrl: {memory_plan.describe()}", file=sys.stderr)
     bar = _Progress(algo.num_updates, progress)
     last_updates = [0]
+    skips_buffer = algo.replay_field is not None and not config.checkpoint.replay_buffer
+
+    def saved_part(state: Any) -> Any:
+        """The state as checkpointed: without its replay buffer when the config says so."""
+        return state._replace(**{algo.replay_field: None}) if skips_buffer else state
 
     def restore(pop: population.Population, abstract_state: Any):
         if not resume:
             return None
-        restored = checkpointer.restore_latest(abstract_state)
+        restored = checkpointer.restore_latest(saved_part(abstract_state))
+        if restored.state is not None and skips_buffer:  # a fresh, empty buffer refills
+            buffer = buffers.empty_like(getattr(abstract_state, algo.replay_field))
+            restored = restored._replace(state=restored.state._replace(**{algo.replay_field: buffer}))
         kept = truncate_metrics(metrics_path, restored.step)
         metrics_writer.columns = kept
         last_updates[0] = restored.step
@@ -165,7 +176,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
 
     def on_start(pop: population.Population) -> None:
         append_jsonl(timings, {"event": "init", "compile_seconds": round(pop.compile_seconds, 3),
-                               "devices": pop.mesh.size})
+                               "devices": pop.mesh.size, "state_bytes": memory_plan.member_bytes * members,
+                               "replay_bytes": memory_plan.replay_bytes * members})
 
     def on_chunk(report: population.ChunkReport) -> None:
         updates = report.updates_done - last_updates[0]
@@ -201,7 +213,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         last = report.updates_done >= algo.num_updates
         if last or (checkpoint_every and (report.chunk + 1) % checkpoint_every == 0):
             start = time.perf_counter()
-            checkpointer.save(report.updates_done, state,
+            checkpointer.save(report.updates_done, saved_part(state),
                               {"updates_done": report.updates_done, "env_steps": report.env_steps,
                                "chunk": report.chunk}, _score(report))
             append_jsonl(timings, {"event": "checkpoint", "update": report.updates_done,

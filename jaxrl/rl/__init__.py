@@ -1,7 +1,11 @@
-"""Pure RL math with no state: advantages, returns, losses, schedules."""
+"""Pure RL math with no state: advantages, n-step returns, C51 projection, losses, schedules."""
 
+from jaxrl.rl.distributional import categorical_projection
 from jaxrl.rl.gae import gae_advantages
-from jaxrl.rl.losses import approx_kl, clipped_surrogate_loss, value_loss
-from jaxrl.rl.schedules import linear_decay
+from jaxrl.rl.losses import approx_kl, clipped_surrogate_loss, huber_loss, value_loss
+from jaxrl.rl.nstep import NStepTargets, n_step_targets
+from jaxrl.rl.schedules import linear_decay, linear_schedule
 
-__all__ = ["gae_advantages", "clipped_surrogate_loss", "value_loss", "approx_kl", "linear_decay"]
+__all__ = ["gae_advantages", "n_step_targets", "NStepTargets", "categorical_projection",
+           "clipped_surrogate_loss", "value_loss", "huber_loss", "approx_kl", "linear_decay",
+           "linear_schedule"]

@@ -30,3 +30,10 @@ def approx_kl(log_prob: chex.Array, old_log_prob: chex.Array) -> chex.Array:
     """Low-variance estimator of KL(old || new): E[(r - 1) - log r] with r the ratio."""
     log_ratio = log_prob - old_log_prob
     return jnp.mean(jnp.expm1(log_ratio) - log_ratio)
+
+
+def huber_loss(error: chex.Array, delta: float = 1.0) -> chex.Array:
+    """Elementwise Huber loss: quadratic within `delta` of zero, linear beyond."""
+    abs_error = jnp.abs(error)
+    quadratic = jnp.minimum(abs_error, delta)
+    return 0.5 * quadratic**2 + delta * (abs_error - quadratic)

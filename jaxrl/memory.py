@@ -1,0 +1,109 @@
+"""Memory of a population's training state, estimated before anything is compiled or allocated.
+
+The state (parameters, optimiser moments, target networks, replay buffers, env states) is
+what stays resident across chunks; it is measured exactly from the shapes `init` would give
+(`jax.eval_shape`, nothing computed). Checkpoints and evaluation copy it to the host once,
+so on CPU, where device and host share RAM, a run needs about twice the state.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl.algos.base import Algorithm
+from jaxrl.errors import ConfigError
+
+HEADROOM = 0.9  # the share of free memory a run may plan to use
+
+
+def tree_bytes(tree: Any) -> int:
+    """Bytes of every array (or shape-dtype struct) in `tree`; PRNG keys count their raw data."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            total += leaf.size * 8  # two uint32 words per threefry key
+        else:
+            total += leaf.size * jnp.dtype(leaf.dtype).itemsize
+    return int(total)
+
+
+def member_state_shapes(algo: Algorithm) -> Any:
+    """The abstract state of one member (shapes and dtypes only)."""
+    return jax.eval_shape(algo.init, jax.random.key(0), algo.default_hparams)
+
+
+def available_bytes(devices: Sequence[Any]) -> tuple[int | None, str]:
+    """Memory the population may use on `devices`, and where it lives. Accelerators report
+    their own limit; CPU devices share the host's free RAM."""
+    platform = devices[0].platform
+    if platform != "cpu":
+        stats = [d.memory_stats() or {} for d in devices]
+        limits = [s.get("bytes_limit", 0) - s.get("bytes_in_use", 0) for s in stats]
+        if all(limit > 0 for limit in limits):
+            return int(min(limits)) * len(devices), f"{len(devices)} {platform} device(s)"
+        return None, platform
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None, "cpu"
+    return int(free), "host RAM (cpu devices)"
+
+
+def _size(num_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if num_bytes < 1024 or unit == "TiB":
+            return f"{num_bytes:.1f} {unit}" if unit != "B" else f"{int(num_bytes)} B"
+        num_bytes /= 1024
+    return f"{num_bytes:.1f} TiB"
+
+
+class MemoryPlan(NamedTuple):
+    members: int
+    member_bytes: int
+    replay_bytes: int  # per member; 0 without replay buffers
+    available: int | None
+    where: str
+    copies: int  # resident copies the run needs (2 on CPU: state + host copy)
+
+    @property
+    def total(self) -> int:
+        return self.members * self.member_bytes * self.copies
+
+    @property
+    def max_members(self) -> int | None:
+        if self.available is None:
+            return None
+        return int(HEADROOM * self.available // (self.member_bytes * self.copies))
+
+    def describe(self) -> str:
+        replay = f", of which replay buffer {_size(self.replay_bytes)}" if self.replay_bytes else ""
+        room = f"; {_size(self.available)} free in {self.where}" if self.available is not None else ""
+        copies = " x 2 (host copy for checkpoints)" if self.copies == 2 else ""
+        return (f"population state: {self.members} members x {_size(self.member_bytes)}{replay}"
+                f"{copies} = {_size(self.total)}{room}")
+
+
+def plan(algo: Algorithm, members: int, devices: Sequence[Any] | None = None) -> MemoryPlan:
+    """Measures one member's state and sets it against the free memory of `devices`."""
+    devices = list(devices if devices is not None else jax.devices())
+    shapes = member_state_shapes(algo)
+    replay = tree_bytes(getattr(shapes, algo.replay_field)) if algo.replay_field else 0
+    available, where = available_bytes(devices)
+    copies = 2 if devices[0].platform == "cpu" else 1
+    return MemoryPlan(members, tree_bytes(shapes), replay, available, where, copies)
+
+
+def check(memory: MemoryPlan) -> None:
+    """Refuses, before compiling, a population whose state cannot fit, naming the largest that does."""
+    if memory.available is None or memory.total <= HEADROOM * memory.available:
+        return
+    largest = memory.max_members
+    hint = (f"the largest population that fits is {largest} seeds (--seeds {largest})"
+            if largest else "not even one member fits")
+    shrink = " or shrink algo.buffer_size" if memory.replay_bytes else ""
+    raise ConfigError(f"the population does not fit in memory: {memory.describe()}, and a run "
+                      f"may plan on {int(HEADROOM * 100)}% of that; {hint}{shrink}")
