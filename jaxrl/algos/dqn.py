@@ -177,7 +177,8 @@ class DQNState(NamedTuple):
     buffer: buffers.ReplayState
     env_state: Any
     obs: chex.Array
-    recent: Step  # the last n_steps - 1 steps, whose n-step windows are still open
+    recent: Step | None  # the last n_steps - 1 steps, whose n-step windows are still open
+    # (None for 1-step targets: orbax cannot save empty arrays)
     key: chex.PRNGKey
     update_step: chex.Array
 
@@ -281,7 +282,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         scalar_f = jnp.zeros(num_envs, jnp.float32)
         example = Transition(obs[0], jnp.int32(0), jnp.float32(0), jnp.float32(0), obs[0])
         recent = Step(obs, jnp.zeros(num_envs, jnp.int32), scalar_f, scalar_f > 0, scalar_f > 0, obs)
-        recent = jax.tree.map(lambda x: jnp.zeros((n - 1,) + x.shape, x.dtype), recent)
+        recent = jax.tree.map(lambda x: jnp.zeros((n - 1,) + x.shape, x.dtype), recent) if n > 1 else None
         return DQNState(params, params, opt_state, buffers.init(example, config.buffer_size),
                         env_state, obs, recent, key, jnp.int32(0))
 
@@ -307,7 +308,8 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
     def store(state: DQNState, steps: Step, hp: HParams) -> DQNState:
         """Closes the n-step windows that start in the last n-1 steps or this update, and adds
         them to the buffer; windows that would start before the first step are dropped."""
-        seq = jax.tree.map(lambda old, new: jnp.concatenate([old, new]), state.recent, steps)
+        seq = steps if n == 1 else jax.tree.map(lambda old, new: jnp.concatenate([old, new]),
+                                                state.recent, steps)
         targets = n_step_targets(seq.reward, seq.terminated, seq.truncated, hp.gamma, n)
         start = config.rollout_steps
         next_obs = jnp.take_along_axis(
@@ -318,7 +320,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         valid = jnp.broadcast_to((first_step + jnp.arange(start) >= 0)[:, None], (start, num_envs))
         flat = jax.tree.map(lambda x: x.reshape((start * num_envs,) + x.shape[2:]), transitions)
         buffer = buffers.add(state.buffer, flat, valid.reshape(-1))
-        recent = jax.tree.map(lambda x: x[x.shape[0] - (n - 1):], seq)
+        recent = jax.tree.map(lambda x: x[x.shape[0] - (n - 1):], seq) if n > 1 else None
         return state._replace(buffer=buffer, recent=recent)
 
     # ---- learn --------------------------------------------------------------------------

@@ -119,6 +119,8 @@ def make_catalog(num_movies: int, num_genres: int, seed: int) -> np.ndarray:
 class MovieRec(environment.Environment):
     """See the module docstring for the full dynamics."""
 
+    trace_info = ("movie", "clicked")  # step info that `jaxrl eval --trace` prints per step
+
     def __init__(self, num_movies: int = 50, num_genres: int = 8, num_candidates: int = 10,
                  catalog_seed: int = 0):
         super().__init__()

@@ -117,14 +117,16 @@ def _base_state(state: Any) -> Any:
 def play_episode(config: Config, algo: Any, state: Any, seed_index: int, max_steps: int = 1000
                  ) -> tuple[list[dict[str, Any]], list[Any]]:
     """One episode of member `seed_index` of a population `state`, stepped on the host: a row
-    per step (observation as the agent sees it, action, raw reward, the algorithm's
-    `explain`) and the env state before each step (for rendering)."""
+    per step (observation as the agent sees it, action, raw reward, the env's `trace_info`
+    entries of the step info, the algorithm's `explain`) and the env state before each step
+    (for rendering)."""
     member = lambda tree: jax.tree.map(lambda x: np.asarray(x)[seed_index], tree)  # noqa: E731
     params, train_env_state = member(algo.policy_params(state)), member(algo.env_state(state))
     env, env_params = make_env(config, 1, update_stats=False)
     act = jax.jit(algo.act, static_argnums=3)
     explain = jax.jit(algo.explain) if algo.explain is not None else None
     step = jax.jit(env.step)
+    trace_info = getattr(env, "trace_info", ())  # env-specific step facts, e.g. MovieRec's click
     key = jax.random.fold_in(population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)[seed_index], 2**20)
     key, reset_key = jax.random.split(key)
     obs, env_state = env.reset_from(reset_key, env_params, train_env_state)
@@ -139,6 +141,7 @@ def play_episode(config: Config, algo: Any, state: Any, seed_index: int, max_ste
                      "reward": float(info["episode_return"][0] - (rows[-1]["return"] if rows else 0.0)),
                      "return": float(info["episode_return"][0]),
                      "terminated": bool(terminated[0]), "truncated": bool(truncated[0]),
+                     **{k: np.asarray(info[k])[0].tolist() for k in trace_info},
                      **{k: np.asarray(v, np.float64).tolist() for k, v in notes.items()}})
         obs = next_obs
         if bool(info["episode_done"][0]):
