@@ -36,7 +36,7 @@ VARIANTS = {
 def train_probe(env_id: str, parts: dict, seeds: int = 2):
     """A small DQN population on a probe; returns Q-values of every member at `obs`."""
     config = dqn.Config(lr=3e-3, gamma=GAMMA, buffer_size=2000, batch_size=64, learning_starts=256,
-                        replay_ratio=0.125, target_update_every=64, eps_end=0.2,
+                        replay_ratio=0.5, target_update_every=64, eps_end=0.2,
                         eps_decay_fraction=0.3, network=dqn.NetworkConfig(hidden_sizes=(32,),
                                                                           activation="relu"),
                         **parts)
