@@ -44,34 +44,11 @@ PARTS = [name for name in JAXRL_SYSTEMS if name.startswith("dqn+")]
 SYSTEMS = (*JAXRL_SYSTEMS, "reference")
 
 
-def measure_reference(num_seeds: int, steps: int) -> dict[str, Any]:
-    """The PureJaxRL-style DQN with jit(vmap(train)) on one device; AOT compile timed apart."""
-    import jax
-
-    import reference_dqn
-
-    config = {"TOTAL_TIMESTEPS": steps}
-    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(reference_dqn.make_train(config))).lower(keys).compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys))
-    run_seconds = time.perf_counter() - start
-    steps_per_seed = reference_dqn.env_steps_per_seed(config)
-    per_seed = reference_dqn.final_returns(out).tolist()
-    return {"compile_seconds": compile_seconds, "steady_sps": steps_per_seed * num_seeds / run_seconds,
-            "wall_seconds": compile_seconds + run_seconds, "run_seconds": run_seconds,
-            "env_steps_per_seed": steps_per_seed, "devices_used": 1,
-            "return_kind": "training return", "final_return": common._summary(per_seed),
-            "final_return_per_seed": per_seed}
-
-
 def run_worker(system: str, num_seeds: int, steps: int) -> None:
     """Measures one (system, population size) in this process and prints one JSON result line."""
     common._disable_compilation_cache()
     if system == "reference":
-        result = measure_reference(num_seeds, steps)
+        result = common.measure_reference(num_seeds, steps, "reference_dqn")
     else:
         result = common.measure_jaxrl(num_seeds, steps, CONFIG, JAXRL_SYSTEMS[system])
     result.update(common._device_info())

@@ -104,23 +104,26 @@ def measure_jaxrl(num_seeds: int, steps: int, config_path: Path = JAXRL_CONFIG,
     }
 
 
-def measure_reference(num_seeds: int, steps: int) -> dict[str, Any]:
-    """Trains the PureJaxRL-style PPO with jit(vmap(train)) on one device; AOT compile timed apart."""
+def measure_reference(num_seeds: int, steps: int, module: str = "reference_ppo") -> dict[str, Any]:
+    """Trains a PureJaxRL-style reference (`benchmarks/<module>.py`) with jit(vmap(train)) on
+    one device; AOT compile timed apart."""
+    import importlib
+
     import jax
 
     sys.path.insert(0, str(HERE))
-    import reference_ppo
+    reference = importlib.import_module(module)
 
     config = {"TOTAL_TIMESTEPS": steps}
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
     start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(reference_ppo.make_train(config))).lower(keys).compile()
+    compiled = jax.jit(jax.vmap(reference.make_train(config))).lower(keys).compile()
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(keys))
     run_seconds = time.perf_counter() - start
-    steps_per_seed = reference_ppo.env_steps_per_seed(config)
-    per_seed = reference_ppo.final_returns(out).tolist()
+    steps_per_seed = reference.env_steps_per_seed(config)
+    per_seed = reference.final_returns(out).tolist()
     return {
         "compile_seconds": compile_seconds,
         "steady_sps": steps_per_seed * num_seeds / run_seconds,

@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from reference_ppo import EpisodeLogger, LogState  # the same episode bookkeeping as the PPO reference
+
 DEFAULT_CONFIG: dict[str, Any] = {
     "NUM_ENVS": 10,
     "BUFFER_SIZE": 10_000,
@@ -75,46 +77,6 @@ class QNetwork(nn.Module):
         x = nn.relu(nn.Dense(120)(obs))
         x = nn.relu(nn.Dense(84)(x))
         return nn.Dense(self.action_dim)(x)
-
-
-class LogState(NamedTuple):
-    """Episode bookkeeping per env, like PureJaxRL's LogWrapper state."""
-
-    env_state: Any
-    episode_return: jax.Array
-    episode_length: jax.Array
-    returned_episode_return: jax.Array
-    returned_episode_length: jax.Array
-
-
-class EpisodeLogger:
-    """Wraps a gymnax env: done = terminated | truncated, and tracks the last finished episode's return."""
-
-    def __init__(self, env: Any):
-        self.env = env
-
-    def reset(self, key: jax.Array, params: Any) -> tuple[jax.Array, LogState]:
-        """Resets the env with zeroed episode counters."""
-        obs, env_state = self.env.reset(key, params)
-        zero = jnp.float32(0.0)
-        return obs, LogState(env_state, zero, jnp.int32(0), zero, jnp.int32(0))
-
-    def step(self, key: jax.Array, state: LogState, action: jax.Array,
-             params: Any) -> tuple[jax.Array, LogState, jax.Array, jax.Array, dict]:
-        """Steps (auto-resetting) and updates the episode counters."""
-        obs, env_state, reward, terminated, truncated, _ = self.env.step(key, state.env_state, action, params)
-        done = jnp.logical_or(terminated, truncated)
-        ret = state.episode_return + reward
-        length = state.episode_length + 1
-        state = LogState(
-            env_state=env_state,
-            episode_return=jnp.where(done, 0.0, ret),
-            episode_length=jnp.where(done, 0, length),
-            returned_episode_return=jnp.where(done, ret, state.returned_episode_return),
-            returned_episode_length=jnp.where(done, length, state.returned_episode_length),
-        )
-        info = {"returned_episode_returns": state.returned_episode_return, "returned_episode": done}
-        return obs, state, reward, done, info
 
 
 class Buffer(NamedTuple):
