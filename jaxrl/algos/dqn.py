@@ -379,8 +379,11 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
             jax.random.split(step_key, gradient_steps))
         learning = state.buffer.size >= learn_from
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(learning, a, b), new, old)
-        params, opt_state, buffer = keep((params, opt_state, buffer),
-                                         (state.params, state.opt_state, state.buffer))
+        # learning only changes the buffer's priorities: select those, never the stored data
+        params, opt_state, priorities = keep(
+            (params, opt_state, (buffer.priorities, buffer.max_priority)),
+            (state.params, state.opt_state, (state.buffer.priorities, state.buffer.max_priority)))
+        buffer = state.buffer._replace(priorities=priorities[0], max_priority=priorities[1])
         refresh = learning & ((state.update_step + 1) % target_every == 0)
         target_params = jax.tree.map(
             lambda online, target: jnp.where(refresh, hp.tau * online + (1 - hp.tau) * target, target),
