@@ -113,15 +113,10 @@ def measure_reference(num_seeds: int, steps: int, module: str = "reference_ppo")
 
     sys.path.insert(0, str(HERE))
     reference = importlib.import_module(module)
+    import reference_ppo
 
     config = {"TOTAL_TIMESTEPS": steps}
-    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(reference.make_train(config))).lower(keys).compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys))
-    run_seconds = time.perf_counter() - start
+    out, compile_seconds, run_seconds = reference_ppo.timed_run(reference.make_train, config, num_seeds)
     steps_per_seed = reference.env_steps_per_seed(config)
     per_seed = reference.final_returns(out).tolist()
     return {

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from reference_ppo import EpisodeLogger, LogState  # the same episode bookkeeping as the PPO reference
+from reference_ppo import EpisodeLogger, LogState, timed_run  # the same episode bookkeeping as the PPO reference
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "NUM_ENVS": 10,
@@ -277,13 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = {"TOTAL_TIMESTEPS": args.steps}
-    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(make_train(config))).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - start
+    out, compile_s, run_s = timed_run(make_train, config, args.seeds, args.seed)
     steps = env_steps_per_seed(config) * args.seeds
     print(f"compile {compile_s:.1f} s, run {run_s:.1f} s, {steps / run_s:,.0f} env steps/s")
     print(f"final training return per seed (episodes ended in the last {FINAL_FRACTION:.0%} of steps):",

@@ -265,6 +265,18 @@ def final_returns(out: dict[str, Any]) -> np.ndarray:
     return np.asarray(out["metrics"]["returned_episode_returns"])[..., -1]
 
 
+def timed_run(make: Callable, config: dict[str, Any], num_seeds: int, seed: int = 0
+              ) -> tuple[Any, float, float]:
+    """jit(vmap(make(config))) over `num_seeds` keys: (output, compile seconds, run seconds)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(make(config))).lower(keys).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(keys))
+    return out, compile_s, time.perf_counter() - start
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Trains a small population and prints per-seed returns and timings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -273,13 +285,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = {"TOTAL_TIMESTEPS": args.steps}
-    keys = jax.random.split(jax.random.PRNGKey(args.seed), args.seeds)
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(make_train(config))).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - start
+    out, compile_s, run_s = timed_run(make_train, config, args.seeds, args.seed)
     curve = np.asarray(out["metrics"]["returned_episode_returns"])
     steps = env_steps_per_seed(config) * args.seeds
     print(f"compile {compile_s:.1f} s, run {run_s:.1f} s, {steps / run_s:,.0f} env steps/s")
