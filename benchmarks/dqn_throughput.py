@@ -77,9 +77,10 @@ def render_markdown(machine: dict[str, Any], args: argparse.Namespace, rows: lis
         f"# DQN CartPole-v1 throughput: {title}", "",
         f"- machine: {machine['cpu_model']}, {machine['cpu_count']} cores; date {machine['date']}",
         f"- versions: {versions}; Python {machine['python']}",
-        f"- budget: {args.steps:,} env steps per seed (populations ≥ 256: "
-        f"{min(args.steps, args.steps_for_256):,}); {args.repeats} fresh subprocess(es) per row, "
-        "timings are medians",
+        "- budget (env steps per seed): " + ", ".join(
+            f"{n} seeds {budget(n, args):,}" for n in args.seeds)
+        + f"; {args.repeats} fresh subprocess(es) per row, timings are medians. Final returns "
+        "compare within a population size; smaller budgets learn less",
         "- settings: the reference's (10 envs, buffer 1e4, batch 128, 1 gradient step per 10 env "
         "steps, target copy every 500 steps, 120-84 ReLU); jaxrl rows: "
         f"`{CONFIG.relative_to(REPO)}` plus the overrides named in the first column "
@@ -109,6 +110,24 @@ def render_markdown(machine: dict[str, Any], args: argparse.Namespace, rows: lis
     return "\n".join(lines) + "\n"
 
 
+def parse_budgets(pairs: Sequence[str]) -> dict[int, int]:
+    """`["64:100000", ...]` -> {64: 100000}: per-population env steps per seed."""
+    budgets = {}
+    for pair in pairs:
+        seeds, _, steps = pair.partition(":")
+        if not (seeds.isdigit() and steps.isdigit()):
+            raise SystemExit(f"--budgets takes SEEDS:STEPS pairs such as 64:100000, got {pair!r}")
+        budgets[int(seeds)] = int(steps)
+    return budgets
+
+
+def budget(num_seeds: int, args: argparse.Namespace) -> int:
+    """Env steps per seed for one population size: `--budgets` first, else `--steps` (cut by
+    `--steps-for-256` for populations of 256 or more)."""
+    return parse_budgets(args.budgets).get(
+        num_seeds, common.steps_for(num_seeds, args.steps, args.steps_for_256))
+
+
 def run_benchmark(args: argparse.Namespace) -> None:
     """Measures every requested (system, seeds) pair, interleaved, rewriting outputs after each row."""
     machine = common.machine_info()
@@ -118,7 +137,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
     systems = ["dqn", *PARTS, "rainbow"] if args.parts else args.systems
     rows, raw = [], []
     for num_seeds in args.seeds:
-        steps = common.steps_for(num_seeds, args.steps, args.steps_for_256)
+        steps = budget(num_seeds, args)
         runs: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
         for repeat in range(args.repeats):
             for system in systems:
@@ -145,6 +164,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=500_000, help="env steps per seed")
     parser.add_argument("--steps-for-256", type=int, default=100_000,
                         help="env steps per seed for populations of 256 or more")
+    parser.add_argument("--budgets", nargs="+", default=[], metavar="SEEDS:STEPS",
+                        help="per-population budgets, e.g. 64:100000 256:50000 (override --steps)")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=["dqn", "rainbow", "reference"])
     parser.add_argument("--parts", action="store_true",
                         help="measure plain DQN, each Rainbow part alone, and all of them")

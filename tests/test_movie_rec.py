@@ -26,6 +26,12 @@ def _split_obs(obs):
     return cand, recommended, clicked, missed
 
 
+def _split_match(obs):
+    """The per-candidate match with the clicks and with the misses."""
+    start = K * G + K + 2 * G
+    return obs[..., start:start + K], obs[..., start + K:start + 2 * K]
+
+
 def random_policy(key, obs, state):
     return jax.random.randint(key, (), 0, K)
 
@@ -103,7 +109,7 @@ def test_registered_and_creatable():
 def test_obs_shape_dtype_and_bounds():
     space = ENV.observation_space(PARAMS)
     obs, state = ENV.reset(jax.random.key(0), PARAMS)
-    assert obs.shape == space.shape == (K * G + K + 2 * G + 3,)
+    assert obs.shape == space.shape == (K * G + 3 * K + 2 * G + 3,)
     assert obs.dtype == jnp.float32
     out = run_steps(random_policy, jax.random.key(1), 64, 60)
     for name in ("obs", "next_obs", "final_observation"):
@@ -147,6 +153,14 @@ def test_observation_tracks_the_session():
     np.testing.assert_allclose(clicked if info["clicked"] else missed, genres)
     np.testing.assert_allclose(missed if info["clicked"] else clicked, 0.0)
     assert float(obs2[-1]) == pytest.approx(1 / 20)
+    # match features: dot with the clicked / missed mean, per genre of the candidate
+    cand_np = np.asarray(cand)
+    click_match, miss_match = _split_match(obs2)
+    np.testing.assert_allclose(click_match, cand_np @ np.asarray(clicked) / cand_np.sum(1), rtol=1e-6)
+    np.testing.assert_allclose(miss_match, cand_np @ np.asarray(missed) / cand_np.sum(1), rtol=1e-6)
+    overlap = cand_np @ genres / cand_np.sum(1)  # the recommended movie matches itself fully
+    assert overlap[3] == 1.0
+    np.testing.assert_allclose(click_match if info["clicked"] else miss_match, overlap, rtol=1e-6)
 
 
 def test_deterministic_for_the_same_key():
