@@ -197,11 +197,11 @@ def steps_for(num_seeds: int, steps: int, steps_for_256: int) -> int:
 
 
 def measure_in_subprocess(system: str, num_seeds: int, steps: int, timeout: float,
-                          script: str = __file__) -> dict[str, Any]:
-    """Runs one measurement in a fresh Python process (`script --worker ...`); returns its
-    result or an error record."""
+                          script: str = __file__, extra_args: Sequence[str] = ()) -> dict[str, Any]:
+    """Runs one measurement in a fresh Python process (`script --worker ... extra_args`);
+    returns its result or an error record."""
     command = [sys.executable, str(Path(script).resolve()), "--worker", system,
-               "--worker-seeds", str(num_seeds), "--worker-steps", str(steps)]
+               "--worker-seeds", str(num_seeds), "--worker-steps", str(steps), *extra_args]
     record: dict[str, Any] = {"system": system, "seeds": num_seeds, "requested_steps_per_seed": steps}
     start = time.perf_counter()
     try:

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--labels", nargs="+", help="a name per run (default: folder names)")
     plot.add_argument("--out", default="comparison.png",
                       help="PNG to write; <out>.csv and <out>_final.csv go beside it")
+    plot.add_argument("--grpo-groups", action="store_true",
+                      help="the runs are a GRPO group-size sweep: per env, curves for each G "
+                           "and the final return against G")
 
     commands.add_parser("envs", help="list the env ids that `env.id` accepts")
     return parser
@@ -148,9 +151,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from jaxrl.analysis.compare import compare_runs
+    if args.grpo_groups:
+        from jaxrl.analysis.group_sweep import plot_group_sweep
 
-    written = compare_runs(args.run_dirs, args.out, args.metric, args.labels)
+        written = plot_group_sweep(args.run_dirs, args.out, args.metric)
+    else:
+        from jaxrl.analysis.compare import compare_runs
+
+        written = compare_runs(args.run_dirs, args.out, args.metric, args.labels)
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return 0

@@ -102,7 +102,11 @@ def test_existing_run_folder_is_never_overwritten(tiny_run):
 @pytest.mark.parametrize("args, words", [
     (["configs/ppo_cartpole.yaml", "algo.lrr=1"], "unknown config key algo.lrr"),
     (["configs/ppo_cartpole.yaml", "env.id=CartPol-v1"], "unknown env id 'CartPol-v1'"),
-    (["configs/ppo_cartpole.yaml", "env.id=Pendulum-v1"], "needs a Discrete action space"),
+    (["configs/ppo_cartpole.yaml", "algo.policy=beta"], "policy=beta needs a continuous (Box)"),
+    (["configs/ppo_cartpole.yaml", "algo.policy=gaussian"], "policy=gaussian needs a continuous"),
+    (["configs/ppo_pendulum.yaml", "algo.policy=categorical"], "policy=categorical needs a Discrete"),
+    (["configs/dqn_cartpole.yaml", "env.id=Pendulum-v1"], "DQN picks among discrete actions"),
+    (["configs/grpo_cartpole.yaml", "algo.group_size=1"], "algo.group_size must be at least 2"),
     (["configs/ppo_cartpole.yaml", "algo.num_minibatches=7"], "algo.num_minibatches=7 must divide"),
     (["configs/ppo_cartpole.yaml", "env.num_envs=two"], "env.num_envs must be an integer"),
     (["configs/no_such.yaml"], "does not exist"),

@@ -113,12 +113,28 @@ def test_minibatches_must_divide_batch():
         build(config)
 
 
-def test_algorithm_that_cannot_act_in_action_space():
+@pytest.mark.parametrize("config_file, overrides, words", [
+    ("ppo_cartpole.yaml", ["env.id=Pendulum-v1", "algo.policy=categorical"],
+     r"policy=categorical needs a Discrete action space.*Box\(shape=\(1,\)\).*use policy: gaussian"),
+    ("ppo_cartpole.yaml", ["algo.policy=beta"], r"policy=beta needs a continuous.*Discrete\(2\)"),
+    ("ppo_pendulum.yaml", ["algo.policy=tanh_gaussian", "env.id=Acrobot-v1"],
+     r"policy=tanh_gaussian needs a continuous.*Discrete\(3\)"),
+    ("grpo_pendulum.yaml", ["env.id=CartPole-v1"], r"policy=gaussian needs a continuous"),
+    ("dqn_cartpole.yaml", ["env.id=Pendulum-v1"], r"DQN picks among discrete actions.*Box"),
+])
+def test_algorithm_that_cannot_act_in_action_space(config_file, overrides, words):
     from jaxrl.experiment.train import build
 
-    config = config_lib.load(CONFIGS / "ppo_cartpole.yaml", ["env.id=Pendulum-v1"])
-    with pytest.raises(ConfigError, match=r"needs a Discrete action space.*Box"):
+    config = config_lib.load(CONFIGS / config_file, overrides)
+    with pytest.raises(ConfigError, match=words):
         build(config)
+
+
+def test_policy_keys_are_checked_when_loading():
+    with pytest.raises(ConfigError, match="algo.policy must be one of auto, categorical"):
+        config_lib.load(CONFIGS / "ppo_pendulum.yaml", ["algo.policy=normal"])
+    with pytest.raises(ConfigError, match="algo.log_std must be one of parameter, state"):
+        config_lib.load(CONFIGS / "ppo_pendulum.yaml", ["algo.log_std=learned"])
 
 
 def test_cnn_torso_needs_images():

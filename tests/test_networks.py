@@ -9,7 +9,7 @@ import pytest
 
 from jaxrl.algos import ppo
 from jaxrl.envs import make_vec
-from jaxrl.networks import ActorCritic, MinAtarCNN, NatureCNN, NetworkConfig, orthogonal
+from jaxrl.networks import ActorCritic, MinAtarCNN, NatureCNN, NetworkConfig, PolicySpec, orthogonal
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -53,7 +53,7 @@ def test_minatar_cnn_on_boolean_grids():
 
 @pytest.mark.parametrize("shared, torsos", [(False, 2), (True, 1)])
 def test_actor_critic_shared_or_separate(shared, torsos):
-    net = ActorCritic(NetworkConfig(hidden_sizes=(16,), shared=shared), num_actions=3)
+    net = ActorCritic(NetworkConfig(hidden_sizes=(16,), shared=shared), PolicySpec("categorical", 3))
     obs = jnp.ones((5, 4))
     params = net.init(jax.random.PRNGKey(0), obs)
     assert sum(k.endswith("_torso") for k in params["params"]) == torsos

@@ -2,9 +2,9 @@
 
 from types import ModuleType
 
-from jaxrl.algos import dqn, ppo
+from jaxrl.algos import dqn, grpo, ppo
 from jaxrl.algos.base import Algorithm, Metrics
 
-REGISTRY: dict[str, ModuleType] = {"dqn": dqn, "ppo": ppo}
+REGISTRY: dict[str, ModuleType] = {"dqn": dqn, "grpo": grpo, "ppo": ppo}
 
-__all__ = ["Algorithm", "Metrics", "REGISTRY", "dqn", "ppo"]
+__all__ = ["Algorithm", "Metrics", "REGISTRY", "dqn", "grpo", "ppo"]

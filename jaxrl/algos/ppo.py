@@ -1,11 +1,11 @@
-"""Proximal Policy Optimisation (categorical policy) as pure functions of one agent.
+"""Proximal Policy Optimisation with a categorical, Gaussian or Beta policy, as pure functions.
 
 Read top to bottom: config -> state -> `collect` (rollout with `lax.scan`) -> `learn`
 (GAE, then epochs x minibatches of clipped-surrogate updates) -> `make`, which binds
 them to an env into an `Algorithm`. `collect` and `learn` are separate so that a host
-env loop can collect its own batch and reuse `learn` unchanged.
+env loop can collect its own batch and reuse `learn` unchanged. The policy head follows
+`algo.policy` (see `jaxrl.networks.policy`); the rest of the file does not depend on it.
 """
-
 from __future__ import annotations
 
 import dataclasses
@@ -17,9 +17,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl.algos.base import Algorithm, Metrics
-from jaxrl.envs import describe_space, spaces
+from jaxrl.algos.policy_gradient import (
+    PolicyGradientConfig, describe_policy, minibatch_epochs, optimizer, resolve_policy,
+)
 from jaxrl.errors import ConfigError
-from jaxrl.networks import ActorCritic, NetworkConfig, check_torso
+from jaxrl.networks import ActorCritic
 from jaxrl.rl import approx_kl, clipped_surrogate_loss, gae_advantages, linear_decay, value_loss
 
 
@@ -36,37 +38,24 @@ class HParams(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(PolicyGradientConfig):
     """The `algo:` section for PPO. Fields of `HParams` are vmappable; the rest fix shapes."""
 
     name: str = "ppo"
-    lr: float = 2.5e-4
-    gamma: float = 0.99
     gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    ent_coef: float = 0.01
     vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
     num_steps: int = 128
-    num_epochs: int = 4
-    num_minibatches: int = 4
-    anneal_lr: bool = True
     normalize_advantages: bool = True
     clip_value_loss: bool = True
-    adam_eps: float = 1e-5
-    network: NetworkConfig = NetworkConfig()
 
     def __post_init__(self):
-        positive = ("lr", "num_steps", "num_epochs", "num_minibatches", "adam_eps", "max_grad_norm")
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"algo.{key} must be positive, got {getattr(self, key)}")
-        for key in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"algo.{key} must lie in [0, 1], got {getattr(self, key)}")
-        for key in ("clip_eps", "ent_coef", "vf_coef"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"algo.{key} must be >= 0, got {getattr(self, key)}")
+        super().__post_init__()
+        if self.num_steps <= 0:
+            raise ConfigError(f"algo.num_steps must be positive, got {self.num_steps}")
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ConfigError(f"algo.gae_lambda must lie in [0, 1], got {self.gae_lambda}")
+        if self.vf_coef < 0:
+            raise ConfigError(f"algo.vf_coef must be >= 0, got {self.vf_coef}")
 
     def hparams(self) -> HParams:
         return HParams(*(jnp.float32(getattr(self, f)) for f in HParams._fields))
@@ -85,7 +74,7 @@ class Transition(NamedTuple):
     """One env step of every copy, time-major after `collect`'s scan: [T, num_envs, ...]."""
 
     obs: chex.Array
-    action: chex.Array
+    action: chex.Array  # the raw action (see `jaxrl.networks.distributions`)
     log_prob: chex.Array
     value: chex.Array
     reward: chex.Array
@@ -115,28 +104,14 @@ def episode_metrics(batch: Transition) -> Metrics:
             "episode_length": (batch.episode_length * done).sum()}
 
 
-def _optimizer(hp: HParams, lr: chex.Array, adam_eps: float) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm),
-                       optax.scale_by_adam(eps=adam_eps), optax.scale(-lr))
-
-
 def build_network(config: Config, env: Any, env_params: Any) -> ActorCritic:
-    """The actor-critic for this env's observation shape and number of actions."""
-    obs_shape = tuple(env.observation_space(env_params).shape)
-    try:
-        check_torso(config.network, len(obs_shape))
-    except ValueError as error:
-        raise ConfigError(f"algo.{error}") from None
-    return ActorCritic(config.network, env.action_space(env_params).n, len(obs_shape))
+    """The actor-critic for this env's observations and action space."""
+    spec, obs_ndim = resolve_policy(config, env, env_params)
+    return ActorCritic(config.network, spec, obs_ndim)
 
 
 def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Algorithm:
     """Binds PPO to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent."""
-    action_space = env.action_space(env_params)
-    if not isinstance(action_space, spaces.Discrete):
-        raise ConfigError(
-            f"PPO with a categorical policy needs a Discrete action space, but this env has "
-            f"{describe_space(action_space)}; choose a discrete env")
     num_envs = env.num_envs
     batch_size = num_envs * config.num_steps
     if batch_size % config.num_minibatches:
@@ -147,23 +122,22 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
     if num_updates < 1:
         raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's batch "
                           f"({batch_size} steps); raise it or shrink env.num_envs/algo.num_steps")
-    minibatch_size = batch_size // config.num_minibatches
     network = build_network(config, env, env_params)
 
     def init(key: chex.PRNGKey, hp: HParams) -> PPOState:
         net_key, env_key, key = jax.random.split(key, 3)
         obs, env_state = env.reset(env_key, env_params)
         params = network.init(net_key, obs)
-        opt_state = _optimizer(hp, hp.lr, config.adam_eps).init(params)
+        opt_state = optimizer(hp.max_grad_norm, hp.lr, config.adam_eps).init(params)
         return PPOState(params, opt_state, env_state, obs, key, jnp.int32(0))
 
     def act(params: Any, obs: chex.Array, key: chex.PRNGKey, deterministic: bool = False):
         dist, _ = network.apply(params, obs)
-        return dist.mode() if deterministic else dist.sample(key)
+        return dist.to_env(dist.mode() if deterministic else dist.sample(key))
 
     def explain(params: Any, obs: chex.Array) -> dict[str, chex.Array]:
         dist, value = network.apply(params, obs)
-        return {"action_probs": jax.nn.softmax(dist.logits), "value": value}
+        return {**describe_policy(dist), "value": value}
 
     def collect(state: PPOState) -> tuple[PPOState, Transition]:
         """Runs `num_steps` steps of every env copy with the current policy."""
@@ -174,7 +148,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
             dist, value = network.apply(state.params, obs)
             action = dist.sample(act_key)
             next_obs, env_state, reward, terminated, truncated, info = env.step(
-                step_key, env_state, action, env_params)
+                step_key, env_state, dist.to_env(action), env_params)
             transition = Transition(
                 obs, action, dist.log_prob(action), value, reward, terminated, truncated,
                 info["final_observation"], info["episode_done"], info["episode_return"],
@@ -208,27 +182,13 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
                                              batch.terminated, batch.truncated,
                                              hp.gamma, hp.gae_lambda)
         lr = (linear_decay(hp.lr, state.update_step, num_updates) if config.anneal_lr else hp.lr)
-        optimizer = _optimizer(hp, lr, config.adam_eps)
         flat = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), Minibatch(
             batch.obs, batch.action, batch.log_prob, batch.value, advantages, targets))
-
-        def minibatch_step(carry, minibatch: Minibatch):
-            params, opt_state = carry
-            grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch, hp)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), metrics
-
-        def epoch(carry, key):
-            order = jax.random.permutation(key, batch_size)
-            shuffled = jax.tree.map(
-                lambda x: x[order].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]),
-                flat)
-            return jax.lax.scan(minibatch_step, carry, shuffled)
-
         key, epoch_key = jax.random.split(state.key)
-        (params, opt_state), metrics = jax.lax.scan(
-            epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.num_epochs))
-        metrics = {name: value.mean() for name, value in metrics.items()}
+        params, opt_state, metrics = minibatch_epochs(
+            state.params, state.opt_state, flat, epoch_key, lambda p, mb: loss_fn(p, mb, hp),
+            optimizer(hp.max_grad_norm, lr, config.adam_eps), config.num_epochs,
+            config.num_minibatches)
         new_state = state._replace(params=params, opt_state=opt_state, key=key,
                                    update_step=state.update_step + 1)
         return new_state, {**metrics, "lr": lr}

@@ -12,11 +12,13 @@ from jaxrl.envs.wrappers import (
     EpisodeStatistics, FlattenObservation, NormalizeObservation, NormalizeReward, RunningMeanStd,
 )
 
+from jaxrl.envs.brax_env import register_brax
 from jaxrl.envs.movie_rec import register_movie_rec
 from jaxrl.envs.probes import register_probes
 
 register_probes(register)
 register_movie_rec(register)
+register_brax(register)
 
 __all__ = [
     "Environment", "EnvParams", "EnvState", "UnknownEnvError", "VecEnv", "Wrapper", "spaces",
@@ -36,19 +38,21 @@ def make_vec(
     gamma: float = 0.99,
     update_stats: bool = True,
     env_kwargs: dict | None = None,
+    group_size: int = 1,
 ) -> tuple[Any, Any]:
     """A batched env ready for training: `num_envs` copies with episode statistics first.
 
     `env` is an id for `make` or a single env object following the gymnax 1.0 protocol
     (then `env_params` defaults to its `default_params`). `update_stats=False` freezes the
-    normalisation statistics, as evaluation wants.
+    normalisation statistics, as evaluation wants. `group_size` > 1 makes groups of copies
+    that share their randomness (see `VecEnv`), as GRPO wants.
     """
     if isinstance(env, str):
         env, default_params = make(env, **(env_kwargs or {}))
         env_params = default_params if env_params is None else env_params
     elif env_params is None:
         env_params = env.default_params
-    vec: Any = EpisodeStatistics(VecEnv(env, num_envs))
+    vec: Any = EpisodeStatistics(VecEnv(env, num_envs, group_size))
     if flatten_obs:
         vec = FlattenObservation(vec)
     if normalize_obs:

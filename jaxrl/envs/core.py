@@ -96,25 +96,34 @@ class Wrapper:
 
 
 class VecEnv(Wrapper):
-    """`num_envs` independent copies of a single env, stepped together with `vmap`.
+    """`num_envs` copies of a single env, stepped together with `vmap`.
 
     Spaces are those of one copy; observations, rewards and flags gain a leading
-    `num_envs` axis. Each copy gets its own key, so copies never share randomness.
+    `num_envs` axis. With `group_size=1` each copy gets its own key, so copies never share
+    randomness. With `group_size=G` (GRPO) the copies form `num_envs / G` groups of G
+    consecutive copies that share every key, for reset and step alike: a group starts
+    from one state and its members can differ only through their actions.
     """
 
-    def __init__(self, env: Any, num_envs: int):
+    def __init__(self, env: Any, num_envs: int, group_size: int = 1):
         super().__init__(env)
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-        self.num_envs = num_envs
+        if group_size < 1 or num_envs % group_size:
+            raise ValueError(f"group_size={group_size} must divide num_envs={num_envs}")
+        self.num_envs, self.group_size = num_envs, group_size
         self._reset = jax.vmap(env.reset, in_axes=(0, None))
         self._step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
+    def _keys(self, key: chex.PRNGKey) -> chex.Array:
+        keys = jax.random.split(key, self.num_envs // self.group_size)
+        return keys if self.group_size == 1 else jnp.repeat(keys, self.group_size, axis=0)
+
     def reset(self, key: chex.PRNGKey, params: Any) -> tuple[chex.Array, Any]:
-        return self._reset(jax.random.split(key, self.num_envs), params)
+        return self._reset(self._keys(key), params)
 
     def step(self, key, state, action, params):
-        return self._step(jax.random.split(key, self.num_envs), state, action, params)
+        return self._step(self._keys(key), state, action, params)
 
     def reset_from(self, key, params, like_state):
         return self.reset(key, params)  # single envs hold no statistics

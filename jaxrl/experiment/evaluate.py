@@ -206,7 +206,7 @@ def format_trace(rows: list[dict[str, Any]]) -> str:
     extra = [k for k in rows[0] if k not in ("t", "obs", "action", "reward", "return", "terminated", "truncated")]
     lines = [f"{'t':>5}  {'action':>6}  {'reward':>8}  " + "  ".join(f"{k:>18}" for k in extra) + "  observation"]
     for row in rows:
-        lines.append(f"{row['t']:>5}  {str(row['action']):>6}  {row['reward']:>8.3f}  "
+        lines.append(f"{row['t']:>5}  {_fmt(row['action']):>6}  {row['reward']:>8.3f}  "
                      + "  ".join(f"{_fmt(row[k]):>18}" for k in extra) + f"  {row['obs']}")
     last = rows[-1]
     end = "terminated" if last["terminated"] else "truncated (time limit)" if last["truncated"] else "not finished"

@@ -36,16 +36,18 @@ class Built(NamedTuple):
     eval_every_chunks: int
 
 
-def make_env(config: Config, num_envs: int, update_stats: bool = True) -> tuple[Any, Any]:
+def make_env(config: Config, num_envs: int, update_stats: bool = True,
+             group_size: int = 1) -> tuple[Any, Any]:
     """The vectorised env with the wrappers `config.env` asks for."""
     return make_vec(config.env.id, num_envs, normalize_obs=config.env.normalize_obs,
                     normalize_reward=config.env.normalize_reward, gamma=config.algo.gamma,
-                    update_stats=update_stats, env_kwargs=config.env.kwargs)
+                    update_stats=update_stats, env_kwargs=config.env.kwargs, group_size=group_size)
 
 
 def build(config: Config) -> Built:
     """The algorithm, evaluator and chunking that `config` describes (nothing runs yet)."""
-    env, env_params = make_env(config, config.env.num_envs)
+    group = getattr(config.algo, "group_size", 1)  # GRPO: G rollouts from each start state
+    env, env_params = make_env(config, config.env.num_envs * group, group_size=group)
     algo = ALGOS[config.algo.name].make(config.algo, env, env_params, config.total_env_steps)
     eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
     max_steps = config.eval.max_steps or episode_limit(env_params)

@@ -1,11 +1,15 @@
-"""Flax modules composed by config: torsos (MLP, CNNs), heads, and the actor-critic."""
+"""Flax modules composed by config: torsos (MLP, CNNs), Q heads, policy heads, actor-critic."""
 
-from jaxrl.networks.distributions import Categorical
+from jaxrl.networks.distributions import Beta, Categorical, Gaussian, TanhGaussian
 from jaxrl.networks.heads import NoisyDense, QNetwork, QOutput, dueling_aggregate, scaled_noise
 from jaxrl.networks.modules import (
-    ActorCritic, MinAtarCNN, MLP, NatureCNN, NetworkConfig, check_torso, make_torso, orthogonal,
+    MinAtarCNN, MLP, NatureCNN, NetworkConfig, check_torso, make_torso, orthogonal,
+)
+from jaxrl.networks.policy import (
+    Actor, ActorCritic, PolicyConfigError, PolicySpec, distribution, policy_spec,
 )
 
-__all__ = ["ActorCritic", "Categorical", "MLP", "MinAtarCNN", "NatureCNN", "NetworkConfig",
-           "NoisyDense", "QNetwork", "QOutput", "check_torso", "dueling_aggregate", "make_torso",
-           "orthogonal", "scaled_noise"]
+__all__ = ["Actor", "ActorCritic", "Beta", "Categorical", "Gaussian", "MLP", "MinAtarCNN",
+           "NatureCNN", "NetworkConfig", "NoisyDense", "PolicyConfigError", "distribution",
+           "PolicySpec", "QNetwork", "QOutput", "TanhGaussian", "check_torso",
+           "dueling_aggregate", "make_torso", "orthogonal", "policy_spec", "scaled_noise"]

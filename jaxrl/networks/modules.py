@@ -1,4 +1,4 @@
-"""Torsos (MLP, Nature-DQN CNN, MinAtar CNN) and the actor-critic that composes them."""
+"""Torsos (MLP, Nature-DQN CNN, MinAtar CNN), chosen by `NetworkConfig`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxrl.networks.distributions import Categorical
 
 ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu,
                                     "silu": nn.silu}
@@ -123,29 +122,3 @@ def make_torso(config: NetworkConfig, obs_ndim: int) -> nn.Module:
         return MLP(config.hidden_sizes, config.activation, obs_ndim)
     cls = NatureCNN if config.torso == "nature_cnn" else MinAtarCNN
     return cls(config.hidden_sizes, config.activation)
-
-
-class ActorCritic(nn.Module):
-    """Policy and state value from one shared torso or two separate ones.
-
-    `value` runs only the critic's path, for bootstrapping from final observations.
-    """
-
-    config: NetworkConfig
-    num_actions: int
-    obs_ndim: int = 1
-
-    def setup(self):
-        self.actor_torso = make_torso(self.config, self.obs_ndim)
-        self.critic_torso = (self.actor_torso if self.config.shared
-                             else make_torso(self.config, self.obs_ndim))
-        self.policy_head = nn.Dense(self.num_actions, kernel_init=orthogonal(0.01))
-        self.value_head = nn.Dense(1, kernel_init=orthogonal(1.0))
-
-    def __call__(self, obs: chex.Array) -> tuple[Categorical, chex.Array]:
-        actor_features = self.actor_torso(obs)
-        critic_features = actor_features if self.config.shared else self.critic_torso(obs)
-        return Categorical(self.policy_head(actor_features)), self.value_head(critic_features)[..., 0]
-
-    def value(self, obs: chex.Array) -> chex.Array:
-        return self.value_head(self.critic_torso(obs))[..., 0]

@@ -6,14 +6,24 @@ import chex
 import jax.numpy as jnp
 
 
+def masked_mean(x: chex.Array, mask: chex.Array | None = None) -> chex.Array:
+    """Mean of `x` over the entries where `mask` is true (all of them without a mask; 0 if none)."""
+    if mask is None:
+        return jnp.mean(x)
+    mask = mask.astype(x.dtype)
+    return jnp.sum(x * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
 def clipped_surrogate_loss(log_prob: chex.Array, old_log_prob: chex.Array, advantages: chex.Array,
-                           clip_eps: float | chex.Array) -> tuple[chex.Array, chex.Array]:
-    """PPO's clipped objective, negated for minimisation; also returns the fraction clipped."""
+                           clip_eps: float | chex.Array, mask: chex.Array | None = None,
+                           ) -> tuple[chex.Array, chex.Array]:
+    """PPO's clipped objective, negated for minimisation; also returns the fraction clipped.
+    `mask` leaves out padding steps (GRPO's steps after an episode ended)."""
     ratio = jnp.exp(log_prob - old_log_prob)
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
-    clip_fraction = jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32))
-    return -jnp.mean(jnp.minimum(unclipped, clipped)), clip_fraction
+    clip_fraction = masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask)
+    return -masked_mean(jnp.minimum(unclipped, clipped), mask), clip_fraction
 
 
 def value_loss(values: chex.Array, old_values: chex.Array, targets: chex.Array,
@@ -26,10 +36,13 @@ def value_loss(values: chex.Array, old_values: chex.Array, targets: chex.Array,
     return 0.5 * jnp.mean(error)
 
 
-def approx_kl(log_prob: chex.Array, old_log_prob: chex.Array) -> chex.Array:
-    """Low-variance estimator of KL(old || new): E[(r - 1) - log r] with r the ratio."""
+def approx_kl(log_prob: chex.Array, old_log_prob: chex.Array,
+              mask: chex.Array | None = None) -> chex.Array:
+    """Low-variance estimator of KL(old || new): E[(r - 1) - log r] with r the ratio, over
+    samples from `old`. With the roles swapped (`log_prob` = a reference policy's) it is
+    GRPO's k3 estimator of KL(new || reference)."""
     log_ratio = log_prob - old_log_prob
-    return jnp.mean(jnp.expm1(log_ratio) - log_ratio)
+    return masked_mean(jnp.expm1(log_ratio) - log_ratio, mask)
 
 
 def huber_loss(error: chex.Array, delta: float = 1.0) -> chex.Array:
