@@ -183,3 +183,39 @@ def test_plot_grpo_groups_draws_each_group_size_from_real_cli_runs(tmp_path):
     assert bad.returncode == 2 and "is a ppo run" in bad.stderr and "Traceback" not in bad.stderr
     twice = jaxrl("plot", "--grpo-groups", str(runs[2]), str(runs[2]), "--out", str(out), timeout=120)
     assert twice.returncode == 2 and "one run per env and group size" in twice.stderr
+
+
+@pytest.mark.parametrize("policy", ["gaussian", "beta"])
+def test_grpo_trains_continuous_heads_inside_the_bounds(policy):
+    """The Pendulum config with a Gaussian or Beta head: finite losses, the group advantages
+    reach the loss (the policy moves), and greedy actions stay within [-2, 2]."""
+    config = config_lib.load(CONFIGS / "grpo_pendulum.yaml", [
+        "seeds=2", f"algo.policy={policy}", "env.num_envs=2", "algo.group_size=4",
+        "algo.horizon=50", "algo.num_minibatches=2", "total_env_steps=1600",
+        "log_every_env_steps=800", "eval.episodes=2", "eval.every_env_steps=0", "algo.kl_coef=0.1"])
+    built = build(config)
+    result = population.run(built.algo, 2, updates_per_chunk=built.updates_per_chunk,
+                            evaluator=built.evaluator)
+    metrics = result.reports[-1].metrics
+    for name in ("policy_loss", "kl_to_reference", "entropy", "approx_kl"):
+        assert np.all(np.isfinite(metrics[name])), name
+    assert np.all(metrics["approx_kl"] > 0) and np.all(metrics["kl_to_reference"] >= 0)
+    params = jax.tree.map(lambda x: x[0], result.state.params)
+    obs = jax.random.normal(jax.random.PRNGKey(0), (64, 3)) * 3
+    actions = np.asarray(built.algo.act(params, obs, jax.random.PRNGKey(1), True))
+    assert actions.shape == (64, 1) and np.all(np.abs(actions) <= 2.0)
+
+
+def test_reference_policy_is_refreshed_every_m_updates():
+    env, params = make_vec("CartPole-v1", 4, group_size=2)
+    config = grpo.Config(group_size=2, horizon=20, num_minibatches=2, ref_refresh_every=2)
+    algo = grpo.make(config, env, params, total_env_steps=10 * 80)
+    update = jax.jit(algo.update)
+    states = [algo.init(jax.random.PRNGKey(0), algo.default_hparams)]
+    for _ in range(3):
+        states.append(update(states[-1], algo.default_hparams)[0])
+    same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    assert same(states[1].ref_params, states[0].params)  # refreshed at update 0
+    assert same(states[2].ref_params, states[0].params)  # kept at update 1
+    assert same(states[3].ref_params, states[2].params)  # refreshed at update 2
+    assert not same(states[3].ref_params, states[0].params)
