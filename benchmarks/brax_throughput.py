@@ -107,7 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", default="ant", help="a brax env name (default ant)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 4, 16], help="population sizes")
     parser.add_argument("--num-envs", type=int, default=16, help="env copies per seed")
-    parser.add_argument("--backend", default="positional", help="brax backend")
+    parser.add_argument("--backend", default="mjx", help="brax backend")
     parser.add_argument("--steps", type=int, default=20_480, help="env steps per seed")
     parser.add_argument("--num-steps", type=int, default=32, help="rollout length per update")
     parser.add_argument("--num-minibatches", type=int, default=4)
