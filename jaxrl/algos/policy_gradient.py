@@ -1,5 +1,6 @@
 """What PPO and GRPO share: the policy/optimiser part of their config, the policy head for
-an env's action space, acting, and epochs of shuffled minibatch gradient steps."""
+an env's action space, the optimiser, `--trace` explanations, and epochs of shuffled
+minibatch gradient steps."""
 
 from __future__ import annotations
 
