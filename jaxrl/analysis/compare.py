@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -69,6 +69,25 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
 
 
+def save_figure_and_tables(fig: Any, out: Path, curve_table: list[dict],
+                           final_table: list[dict]) -> dict[str, Path]:
+    """Saves `fig` to `out` (PNG) and the tables beside it as `<out>.csv` and `<out>_final.csv`."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    written = {"plot": out}
+    if curve_table:
+        written["curves"] = out.with_suffix(".csv")
+        _write_csv(written["curves"], curve_table)
+    if final_table:
+        written["final"] = out.with_name(out.stem + "_final.csv")
+        _write_csv(written["final"], final_table)
+    return written
+
+
 def compare_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "episode_return",
                  labels: Sequence[str] | None = None) -> dict[str, Path]:
     """Writes `out` (PNG), `<out>.csv` (curve figures per point) and `<out>_final.csv`."""
@@ -81,7 +100,6 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = 
         raise RunDirError(f"--labels gave {len(labels)} names for {len(run_dirs)} runs")
     runs = [load_run_curves(d, metric, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig, (curves, finals) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120,
                                          gridspec_kw={"width_ratios": [2, 1]})
     curve_table: list[dict] = []
@@ -113,14 +131,4 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = 
     finals.set_xlabel("final greedy return: IQM, 95% bootstrap CI")
     finals.set_title("final evaluation")
     finals.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    written = {"plot": out}
-    if curve_table:
-        written["curves"] = out.with_suffix(".csv")
-        _write_csv(written["curves"], curve_table)
-    if final_table:
-        written["final"] = out.with_name(out.stem + "_final.csv")
-        _write_csv(written["final"], final_table)
-    return written
+    return save_figure_and_tables(fig, out, curve_table, final_table)

@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import yaml
 
-from jaxrl.analysis.compare import RunCurves, _write_csv, curve_rows, load_run_curves
+from jaxrl.analysis.compare import RunCurves, curve_rows, load_run_curves, save_figure_and_tables
 from jaxrl.analysis.stats import aggregate
 from jaxrl.errors import RunDirError
 
@@ -98,16 +98,4 @@ def plot_group_sweep(run_dirs: Sequence[str | Path], out: str | Path,
         final_ax.set_title(f"{env_id}: final greedy return vs G")
         final_ax.set_xlabel("group size G")
         final_ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    written = {"plot": out}
-    if curve_table:
-        written["curves"] = out.with_suffix(".csv")
-        _write_csv(written["curves"], curve_table)
-    if final_table:
-        written["final"] = out.with_name(out.stem + "_final.csv")
-        _write_csv(written["final"], final_table)
-    return written
+    return save_figure_and_tables(fig, Path(out), curve_table, final_table)
