@@ -24,7 +24,8 @@ import optax
 
 from jaxrl.algos.base import Algorithm, Metrics
 from jaxrl.algos.policy_gradient import (
-    PolicyGradientConfig, describe_policy, minibatch_epochs, optimizer, resolve_policy,
+    PolicyGradientConfig, count_updates, describe_policy, finished_episode_metrics,
+    minibatch_epochs, optimizer, resolve_policy,
 )
 from jaxrl.errors import ConfigError
 from jaxrl.evaluation import episode_limit
@@ -129,13 +130,6 @@ def make_rollout(network: Actor, env: Any, env_params: Any, horizon: int) -> Cal
     return rollout
 
 
-def episode_metrics(rollouts: Rollouts) -> Metrics:
-    """Sums over the rollouts' first episodes that ended within the horizon."""
-    done = rollouts.episode_done.astype(jnp.float32)
-    return {"episodes": done.sum(), "episode_return": (rollouts.episode_return * done).sum(),
-            "episode_length": (rollouts.episode_length * done).sum()}
-
-
 def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Algorithm:
     """Binds GRPO to a grouped vectorised env (`make_vec(..., group_size=G)`, B * G copies)."""
     group_size = config.group_size
@@ -145,15 +139,10 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
     num_groups = env.num_envs // group_size
     horizon = config.horizon or episode_limit(env_params)
     batch_size = env.num_envs * horizon
-    if batch_size % config.num_minibatches:
-        raise ConfigError(
-            f"algo.num_minibatches={config.num_minibatches} must divide the batch of "
-            f"B x G x horizon = {num_groups} x {group_size} x {horizon} = {batch_size} steps")
-    num_updates = total_env_steps // batch_size
-    if num_updates < 1:
-        raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's "
-                          f"{batch_size} steps (B x G x horizon); raise it or shrink "
-                          f"env.num_envs, algo.group_size or algo.horizon")
+    num_updates = count_updates(
+        config, batch_size, total_env_steps,
+        f"B x G x horizon = {num_groups} x {group_size} x {horizon}",
+        "env.num_envs, algo.group_size or algo.horizon")
     spec, obs_ndim = resolve_policy(config, env, env_params)
     network = Actor(config.network, spec, obs_ndim)
     rollout = make_rollout(network, env, env_params, horizon)
@@ -210,7 +199,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         rollout_key, key = jax.random.split(state.key)
         env_state, rollouts = rollout(state.params, state.env_state, rollout_key)
         state, metrics = learn(state._replace(env_state=env_state, key=key), rollouts, hp)
-        return state, {**metrics, **episode_metrics(rollouts)}
+        return state, {**metrics, **finished_episode_metrics(rollouts)}  # first episodes only
 
     return Algorithm("grpo", init, update, act, config.hparams(), batch_size, num_updates,
                      explain=explain)

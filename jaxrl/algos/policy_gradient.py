@@ -67,6 +67,28 @@ def resolve_policy(config: PolicyGradientConfig, env: Any, env_params: Any) -> t
     return spec, obs_ndim
 
 
+def count_updates(config: PolicyGradientConfig, batch_size: int, total_env_steps: int,
+                  batch_terms: str, shrink: str) -> int:
+    """Updates in the run, refusing a batch the minibatches do not divide or a budget below one
+    batch; `batch_terms` spells the batch's factors and `shrink` the keys that make it smaller."""
+    if batch_size % config.num_minibatches:
+        raise ConfigError(f"algo.num_minibatches={config.num_minibatches} must divide the batch of "
+                          f"{batch_terms} = {batch_size} steps")
+    num_updates = total_env_steps // batch_size
+    if num_updates < 1:
+        raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's batch "
+                          f"({batch_size} steps); raise it or shrink {shrink}")
+    return num_updates
+
+
+def finished_episode_metrics(batch: Any) -> dict[str, chex.Array]:
+    """Sums over the episodes that ended in a time-major batch with `episode_done`,
+    `episode_return` and `episode_length` fields, as `algos.base` asks."""
+    done = batch.episode_done.astype(jnp.float32)
+    return {"episodes": done.sum(), "episode_return": (batch.episode_return * done).sum(),
+            "episode_length": (batch.episode_length * done).sum()}
+
+
 def optimizer(max_grad_norm: chex.Array, lr: chex.Array, adam_eps: float) -> optax.GradientTransformation:
     """Adam with global-norm clipping; `lr` may be a traced (annealed, per-member) value."""
     return optax.chain(optax.clip_by_global_norm(max_grad_norm),

@@ -18,7 +18,8 @@ import optax
 
 from jaxrl.algos.base import Algorithm, Metrics
 from jaxrl.algos.policy_gradient import (
-    PolicyGradientConfig, describe_policy, minibatch_epochs, optimizer, resolve_policy,
+    PolicyGradientConfig, count_updates, describe_policy, finished_episode_metrics,
+    minibatch_epochs, optimizer, resolve_policy,
 )
 from jaxrl.errors import ConfigError
 from jaxrl.networks import ActorCritic
@@ -97,13 +98,6 @@ class Minibatch(NamedTuple):
     target: chex.Array
 
 
-def episode_metrics(batch: Transition) -> Metrics:
-    """Sums over the episodes that ended in `batch`, as `algos.base` asks."""
-    done = batch.episode_done.astype(jnp.float32)
-    return {"episodes": done.sum(), "episode_return": (batch.episode_return * done).sum(),
-            "episode_length": (batch.episode_length * done).sum()}
-
-
 def build_network(config: Config, env: Any, env_params: Any) -> ActorCritic:
     """The actor-critic for this env's observations and action space."""
     spec, obs_ndim = resolve_policy(config, env, env_params)
@@ -112,16 +106,11 @@ def build_network(config: Config, env: Any, env_params: Any) -> ActorCritic:
 
 def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Algorithm:
     """Binds PPO to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent."""
-    num_envs = env.num_envs
-    batch_size = num_envs * config.num_steps
-    if batch_size % config.num_minibatches:
-        raise ConfigError(
-            f"algo.num_minibatches={config.num_minibatches} must divide the batch of "
-            f"env.num_envs x algo.num_steps = {num_envs} x {config.num_steps} = {batch_size}")
-    num_updates = total_env_steps // batch_size
-    if num_updates < 1:
-        raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's batch "
-                          f"({batch_size} steps); raise it or shrink env.num_envs/algo.num_steps")
+    batch_size = env.num_envs * config.num_steps
+    num_updates = count_updates(
+        config, batch_size, total_env_steps,
+        f"env.num_envs x algo.num_steps = {env.num_envs} x {config.num_steps}",
+        "env.num_envs/algo.num_steps")
     network = build_network(config, env, env_params)
 
     def init(key: chex.PRNGKey, hp: HParams) -> PPOState:
@@ -196,7 +185,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
     def update(state: PPOState, hp: HParams) -> tuple[PPOState, Metrics]:
         state, batch = collect(state)
         state, metrics = learn(state, batch, hp)
-        return state, {**metrics, **episode_metrics(batch)}
+        return state, {**metrics, **finished_episode_metrics(batch)}
 
     return Algorithm("ppo", init, update, act, config.hparams(), batch_size, num_updates,
                      explain=explain)
