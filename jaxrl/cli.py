@@ -1,4 +1,4 @@
-"""`jaxrl train | eval | plot | envs`: argument parsing and error reporting only; the work lives elsewhere."""
+"""`jaxrl train | eval | plot | export | envs`: argument parsing and error reporting only; the work lives elsewhere."""
 
 from __future__ import annotations
 
@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
                            "and the final return against G")
 
     commands.add_parser("envs", help="list the env ids that `env.id` accepts")
+
+    export = commands.add_parser("export", help="export one member's network to PyTorch "
+                                                "(TorchScript; needs the torch extra)")
+    export.add_argument("run_dir", help="a run folder written by `jaxrl train`")
+    export.add_argument("--seed-index", type=int, default=0, help="the member to export (default 0)")
+    export.add_argument("--out", help="file to write (default RUN_DIR/export/seed<i>.pt)")
     return parser
 
 
@@ -164,6 +170,15 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from jaxrl.interop import export_run, save
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "export" / f"seed{args.seed_index}.pt"
+    written = save(export_run(args.run_dir, args.seed_index), out)
+    print(f"exported seed {args.seed_index} of {args.run_dir} to {written} (load it with torch.jit.load)")
+    return 0
+
+
 def _envs() -> int:
     from jaxrl.envs import registered_ids
 
@@ -190,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _quiet_libraries()
     try:
-        return {"train": _train, "eval": _eval, "plot": _plot,
+        return {"train": _train, "eval": _eval, "plot": _plot, "export": _export,
                 "envs": lambda _: _envs()}[args.command](args)
     except JaxrlError as error:
         print(f"jaxrl: error: {error}", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import yaml
 
 from jaxrl.algos import REGISTRY as ALGOS
+from jaxrl.envs.host import BACKENDS
 from jaxrl.errors import ConfigError
 
 
@@ -29,10 +30,21 @@ class EnvConfig:
     normalize_obs: bool = False
     normalize_reward: bool = False
     kwargs: dict = dataclasses.field(default_factory=dict)  # passed to the env's constructor
+    # where the env runs: jax (jittable, inside the compiled program), gymnasium (worker
+    # processes), envpool, or auto (jax when jaxrl/gymnax knows the id, else gymnasium)
+    backend: str = "auto"
+    num_workers: int = 0  # host envs: worker processes (EnvPool: threads); 0: one per core
+    step_timeout: float = 60.0  # host envs: seconds before a silent worker counts as hung
 
     def __post_init__(self):
         if self.num_envs < 1:
             raise ConfigError(f"env.num_envs must be at least 1, got {self.num_envs}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"env.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.num_workers < 0:
+            raise ConfigError(f"env.num_workers must be >= 0 (0: one per core), got {self.num_workers}")
+        if self.step_timeout <= 0:
+            raise ConfigError(f"env.step_timeout must be positive, got {self.step_timeout}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,7 +316,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 # Keys a resumed run may change: they alter neither the saved state nor the training that
 # follows it. Anything else (shapes, algorithm, hyperparameters, budget) makes another run.
-RESUMABLE_CHANGES = ("eval.", "checkpoint.", "loggers", "wandb.")
+RESUMABLE_CHANGES = ("eval.", "checkpoint.", "loggers", "wandb.", "env.num_workers", "env.step_timeout")
 FIXED_ON_RESUME = ("checkpoint.replay_buffer",)  # decides what the saved checkpoints hold
 
 

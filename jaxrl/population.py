@@ -34,6 +34,7 @@ class ChunkReport(NamedTuple):
     metrics: dict[str, np.ndarray]
     eval_returns: np.ndarray | None  # [P, episodes] when evaluated after this chunk
     eval_seconds: float = 0.0
+    env_seconds: float | None = None  # host envs: time spent stepping them (None: jittable)
 
 
 class RunResult(NamedTuple):
@@ -101,6 +102,7 @@ class Population:
         self.mesh = population_mesh(num_members, devices)
         self.sharding = NamedSharding(self.mesh, P(AXIS))
         self.evaluator = evaluator
+        self.can_evaluate = evaluator is not None
         self.compile_seconds = 0.0
         spec = P(AXIS)
 
@@ -168,6 +170,13 @@ class Population:
         count = jnp.int32(num_updates)
         return self._compiled_fn("chunk", self._chunk, state, hparams, count)(state, hparams, count)
 
+    def take_env_seconds(self) -> float | None:
+        """Env-stepping seconds since the last call; None: envs step inside the program."""
+        return None
+
+    def close(self) -> None:
+        """Frees what the population holds outside JAX (host envs); nothing here."""
+
     def evaluate(self, state: Any, keys: chex.Array) -> chex.Array:
         if self.evaluator is None:
             raise ValueError("this Population was built without an evaluator")
@@ -181,7 +190,8 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
         on_chunk: Callable[[ChunkReport], None] | None = None,
         on_start: Callable[["Population"], None] | None = None,
         restore: Callable[["Population", Any], tuple[Any, int] | None] | None = None,
-        after_chunk: Callable[[ChunkReport, Any], None] | None = None) -> RunResult:
+        after_chunk: Callable[[ChunkReport, Any], None] | None = None,
+        population: Population | None = None) -> RunResult:
     """Trains `num_members` agents for `algo.num_updates` updates each and evaluates them.
 
     `hparams` defaults to `algo.default_hparams` for every member; give leaves a leading
@@ -191,8 +201,20 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
     save the state (checkpoints) before the next chunk takes it over. `restore(population,
     abstract_state)` may return `(state, updates_done)` to continue a run from a chunk
     boundary instead of starting afresh; the continuation is bit-for-bit the same run.
+    A ready `population` (e.g. `jaxrl.host_loop.HostPopulation`) replaces the default one
+    built from `algo`, `evaluator` and `devices`; `run` closes it at the end.
     """
-    population = Population(algo, num_members, devices=devices, evaluator=evaluator)
+    population = population or Population(algo, num_members, devices=devices, evaluator=evaluator)
+    try:
+        return _run(population, algo, num_members, seed, hparams, updates_per_chunk,
+                    eval_every_chunks, on_chunk, on_start, restore, after_chunk)
+    finally:
+        population.close()
+
+
+def _run(population: Population, algo: Algorithm, num_members: int, seed: int, hparams: Any,
+         updates_per_chunk: int, eval_every_chunks: int, on_chunk: Callable | None,
+         on_start: Callable | None, restore: Callable | None, after_chunk: Callable | None) -> RunResult:
     hparams = population.place(broadcast_hparams(
         algo.default_hparams if hparams is None else hparams, num_members))
     eval_keys = stream_keys(seed, num_members, EVAL_STREAM)
@@ -225,7 +247,8 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
         updates_done += count
         last = index == num_chunks - 1
         eval_returns, eval_seconds = None, 0.0
-        if evaluator is not None and (last or (eval_every_chunks and (index + 1) % eval_every_chunks == 0)):
+        env_seconds = population.take_env_seconds()
+        if population.can_evaluate and (last or (eval_every_chunks and (index + 1) % eval_every_chunks == 0)):
             chunk_key = jax.vmap(lambda k: jax.random.fold_in(k, index))(eval_keys)
             eval_start = time.perf_counter()
             eval_returns = np.asarray(jax.device_get(population.evaluate(state, chunk_key)))
@@ -233,7 +256,7 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
             final_eval = eval_returns if last else final_eval
         report = ChunkReport(index, updates_done, updates_done * algo.env_steps_per_update,
                              seconds, {k: np.asarray(v) for k, v in metrics.items()}, eval_returns,
-                             eval_seconds)
+                             eval_seconds, env_seconds)
         reports.append(report)
         if on_chunk is not None:
             on_chunk(report)

@@ -18,6 +18,45 @@ import chex
 Metrics = dict[str, chex.Array]
 
 
+class HostSteps(NamedTuple):
+    """A rollout collected by the host loop, time-major [T, num_envs, ...]: what the env
+    returned plus the `record` the algorithm's `act` kept for each step."""
+
+    obs: chex.Array  # the observation each action was chosen from
+    record: Any  # per-step pytree from `HostHooks.act` (raw action, log-prob, value, ...)
+    reward: chex.Array
+    terminated: chex.Array
+    truncated: chex.Array
+    final_obs: chex.Array  # observation the step reached, before auto-reset
+    episode_done: chex.Array
+    episode_return: chex.Array
+    episode_length: chex.Array
+
+    def info(self) -> dict[str, chex.Array]:
+        """The episode statistics under the names the jittable env's `info` uses."""
+        return {"episode_done": self.episode_done, "episode_return": self.episode_return,
+                "episode_length": self.episode_length}
+
+
+class HostHooks(NamedTuple):
+    """The algorithm split around the env step, for envs stepped outside JAX (`jaxrl.host_loop`).
+
+    `act` and `learn` are the pieces the jittable `update` is made of, so both paths run the
+    same math; only who steps the env differs.
+    """
+
+    # (state, obs, hp) -> (state's next key, env_action, record); it returns the key, not
+    # the state, so a compiled call never copies the state (replay buffers can be large)
+    act: Callable[..., tuple[chex.PRNGKey, chex.Array, Any]]
+    learn: Callable[..., tuple[Any, Metrics]]  # (state, HostSteps, hp) -> (state, metrics)
+    rollout_steps: int  # T: steps of every env copy per update
+    # G > 1: every update starts from fresh resets, G consecutive copies sharing a seed (GRPO)
+    reset_groups: int = 0
+    # (state) -> state after the envs were reset outside the algorithm's view (a resumed
+    # run): closes anything that spans steps, like DQN's open n-step windows.
+    after_env_reset: Callable[[Any], Any] = lambda state: state
+
+
 class Algorithm(NamedTuple):
     """Pure functions of one agent; none of them may close over mutable host state."""
 
@@ -36,3 +75,5 @@ class Algorithm(NamedTuple):
     # The state's field that holds a replay buffer (None: no buffer); memory reports count
     # it apart and checkpoints may leave it out.
     replay_field: str | None = None
+    # How to train on host envs (gymnasium workers, EnvPool); None: jittable envs only.
+    host: HostHooks | None = None

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import buffers
-from jaxrl.algos.base import Algorithm, Metrics
+from jaxrl.algos.base import Algorithm, HostHooks, HostSteps, Metrics
 from jaxrl.envs import describe_space, spaces
 from jaxrl.errors import ConfigError
 from jaxrl.networks import NetworkConfig, QNetwork, check_torso
@@ -395,12 +395,36 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
                                    buffer=buffer, key=key, update_step=state.update_step + 1)
         return new_state, {**metrics, "lr": lr}
 
-    def update(state: DQNState, hp: HParams) -> tuple[DQNState, Metrics]:
-        epsilon = epsilon_at(state, hp)
-        state, steps, info = collect(state, epsilon)
+    def store_and_learn(state: DQNState, steps: Step, info: dict, epsilon: chex.Array,
+                        hp: HParams) -> tuple[DQNState, Metrics]:
         state = store(state, steps, hp)
         state, metrics = learn(state, hp)
         return state, {**metrics, "epsilon": epsilon, **episode_metrics(info)}
 
+    def update(state: DQNState, hp: HParams) -> tuple[DQNState, Metrics]:
+        epsilon = epsilon_at(state, hp)
+        state, steps, info = collect(state, epsilon)
+        return store_and_learn(state, steps, info, epsilon, hp)
+
+    # ---- the same pieces for envs stepped on the host (jaxrl.host_loop) ----------------
+    def host_act(state: DQNState, obs: chex.Array, hp: HParams):
+        key, act_key, _ = jax.random.split(state.key, 3)  # as `collect` spends its key
+        action = select_action(state.params, obs, act_key, epsilon_at(state, hp))
+        return key, action, action
+
+    def host_learn(state: DQNState, steps: HostSteps, hp: HParams) -> tuple[DQNState, Metrics]:
+        record = Step(steps.obs, steps.record, steps.reward, steps.terminated, steps.truncated,
+                      steps.final_obs)
+        return store_and_learn(state, record, steps.info(), epsilon_at(state, hp), hp)
+
+    def cut_open_windows(state: DQNState) -> DQNState:
+        """After resets the algorithm did not see, the last stored step ends its episode
+        (as a truncation: bootstrap from its own next observation)."""
+        if n == 1:
+            return state
+        return state._replace(recent=state.recent._replace(
+            truncated=state.recent.truncated.at[-1].set(True)))
+
+    host = HostHooks(host_act, host_learn, config.rollout_steps, after_env_reset=cut_open_windows)
     return Algorithm("dqn", init, update, act, config.hparams(), steps_per_update, num_updates,
-                     explain=explain, replay_field="buffer")
+                     explain=explain, replay_field="buffer", host=host)

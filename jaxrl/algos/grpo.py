@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl.algos.base import Algorithm, Metrics
+from jaxrl.algos.base import Algorithm, HostHooks, HostSteps, Metrics
 from jaxrl.algos.policy_gradient import (
     PolicyGradientConfig, count_updates, describe_policy, finished_episode_metrics,
     minibatch_epochs, optimizer, resolve_policy,
@@ -195,11 +195,31 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
                                    key=key, update_step=state.update_step + 1)
         return new_state, {**metrics, "lr": lr, "alive_fraction": rollouts.alive.mean()}
 
+    def learn_and_report(state: GRPOState, rollouts: Rollouts, hp: HParams) -> tuple[GRPOState, Metrics]:
+        state, metrics = learn(state, rollouts, hp)
+        return state, {**metrics, **finished_episode_metrics(rollouts)}  # first episodes only
+
     def update(state: GRPOState, hp: HParams) -> tuple[GRPOState, Metrics]:
         rollout_key, key = jax.random.split(state.key)
         env_state, rollouts = rollout(state.params, state.env_state, rollout_key)
-        state, metrics = learn(state._replace(env_state=env_state, key=key), rollouts, hp)
-        return state, {**metrics, **finished_episode_metrics(rollouts)}  # first episodes only
+        return learn_and_report(state._replace(env_state=env_state, key=key), rollouts, hp)
+
+    # ---- the same pieces for envs stepped on the host (jaxrl.host_loop), which resets
+    # every group from one seed at the start of each update (`reset_groups`) ------------
+    def host_act(state: GRPOState, obs: chex.Array, hp: HParams):
+        key, act_key = jax.random.split(state.key)
+        dist = network.apply(state.params, obs)
+        action = dist.sample(act_key)
+        return key, dist.to_env(action), (action, dist.log_prob(action))
+
+    def host_learn(state: GRPOState, steps: HostSteps, hp: HParams) -> tuple[GRPOState, Metrics]:
+        action, log_prob = steps.record
+        done = steps.episode_done
+        alive = jnp.cumsum(done, axis=0) - done == 0  # no episode ended before this step
+        return learn_and_report(state, Rollouts(
+            steps.obs, action, log_prob, steps.reward, alive, done & alive,
+            steps.episode_return, steps.episode_length), hp)
 
     return Algorithm("grpo", init, update, act, config.hparams(), batch_size, num_updates,
-                     explain=explain)
+                     explain=explain,
+                     host=HostHooks(host_act, host_learn, horizon, reset_groups=group_size))

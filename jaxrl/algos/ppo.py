@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl.algos.base import Algorithm, Metrics
+from jaxrl.algos.base import Algorithm, HostHooks, HostSteps, Metrics
 from jaxrl.algos.policy_gradient import (
     PolicyGradientConfig, count_updates, describe_policy, finished_episode_metrics,
     minibatch_epochs, optimizer, resolve_policy,
@@ -128,18 +128,23 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         dist, value = network.apply(params, obs)
         return {**describe_policy(dist), "value": value}
 
+    def decide(params: Any, obs: chex.Array, key: chex.PRNGKey):
+        """A sampled action for the env, and what learning needs of it: (raw action, log-prob, value)."""
+        dist, value = network.apply(params, obs)
+        action = dist.sample(key)
+        return dist.to_env(action), (action, dist.log_prob(action), value)
+
     def collect(state: PPOState) -> tuple[PPOState, Transition]:
         """Runs `num_steps` steps of every env copy with the current policy."""
 
         def step(carry, _):
             env_state, obs, key = carry
             key, act_key, step_key = jax.random.split(key, 3)
-            dist, value = network.apply(state.params, obs)
-            action = dist.sample(act_key)
+            env_action, (action, log_prob, value) = decide(state.params, obs, act_key)
             next_obs, env_state, reward, terminated, truncated, info = env.step(
-                step_key, env_state, dist.to_env(action), env_params)
+                step_key, env_state, env_action, env_params)
             transition = Transition(
-                obs, action, dist.log_prob(action), value, reward, terminated, truncated,
+                obs, action, log_prob, value, reward, terminated, truncated,
                 info["final_observation"], info["episode_done"], info["episode_return"],
                 info["episode_length"])
             return (env_state, next_obs, key), transition
@@ -182,10 +187,25 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
                                    update_step=state.update_step + 1)
         return new_state, {**metrics, "lr": lr}
 
-    def update(state: PPOState, hp: HParams) -> tuple[PPOState, Metrics]:
-        state, batch = collect(state)
+    def learn_and_report(state: PPOState, batch: Transition, hp: HParams) -> tuple[PPOState, Metrics]:
         state, metrics = learn(state, batch, hp)
         return state, {**metrics, **finished_episode_metrics(batch)}
 
+    def update(state: PPOState, hp: HParams) -> tuple[PPOState, Metrics]:
+        state, batch = collect(state)
+        return learn_and_report(state, batch, hp)
+
+    # ---- the same pieces for envs stepped on the host (jaxrl.host_loop) ----------------
+    def host_act(state: PPOState, obs: chex.Array, hp: HParams):
+        key, act_key, _ = jax.random.split(state.key, 3)  # as `collect` spends its key
+        env_action, record = decide(state.params, obs, act_key)
+        return key, env_action, record
+
+    def host_learn(state: PPOState, steps: HostSteps, hp: HParams) -> tuple[PPOState, Metrics]:
+        action, log_prob, value = steps.record
+        return learn_and_report(state, Transition(
+            steps.obs, action, log_prob, value, steps.reward, steps.terminated, steps.truncated,
+            steps.final_obs, steps.episode_done, steps.episode_return, steps.episode_length), hp)
+
     return Algorithm("ppo", init, update, act, config.hparams(), batch_size, num_updates,
-                     explain=explain)
+                     explain=explain, host=HostHooks(host_act, host_learn, config.num_steps))

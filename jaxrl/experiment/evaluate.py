@@ -17,7 +17,7 @@ from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.config import Config
 from jaxrl.experiment.checkpoints import Checkpointer, Restored
 from jaxrl.experiment.run_dir import write_json
-from jaxrl.experiment.train import Built, build, make_env
+from jaxrl.experiment.train import Built, build, make_env, make_population
 
 
 class LoadedRun(NamedTuple):
@@ -44,7 +44,7 @@ def load_run(run_dir: Path, *, episodes: int | None = None, deterministic: bool 
         raise ConfigError(f"--seed-index {seed_index} is out of range: the run has seeds "
                           f"0..{config.seeds - 1}")
     built = build(config)
-    pop = population.Population(built.algo, config.seeds, devices=devices, evaluator=built.evaluator)
+    pop = make_population(config, built, devices)
     hparams = population.broadcast_hparams(built.algo.default_hparams, config.seeds)
     abstract = pop.abstract_state(population.stream_keys(config.seed, config.seeds, 0), hparams)
     checkpointer = Checkpointer(run_dir / "checkpoints", read_only=True)
@@ -69,7 +69,10 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None,
     eval_keys = population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)
     chunk = int(restored.progress.get("chunk", 0))
     keys = jax.vmap(lambda k: jax.random.fold_in(k, chunk))(eval_keys)
-    returns = np.asarray(jax.device_get(pop.evaluate(restored.state, keys)))  # [seeds, episodes]
+    try:
+        returns = np.asarray(jax.device_get(pop.evaluate(restored.state, keys)))  # [seeds, episodes]
+    finally:
+        pop.close()
     per_seed = returns.mean(axis=1)
     chosen = list(range(config.seeds)) if seed_index is None else [seed_index]
     result = {

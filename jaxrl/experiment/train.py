@@ -18,7 +18,8 @@ from jaxrl.analysis.plots import learning_curve
 from jaxrl import config as config_lib
 from jaxrl.config import Config, dump
 from jaxrl.errors import ConfigError, RunDirError
-from jaxrl.envs import make_vec
+from jaxrl.envs import make_vec, registered_ids
+from jaxrl.envs.host import HostEnvError, HostEnvSpec, JaxStandIn, host_spec, open_host_env, resolve_backend
 from jaxrl.evaluation import episode_limit, make_evaluator
 from jaxrl.experiment.checkpoints import CheckpointError, Checkpointer
 from jaxrl.experiment.loggers import make_loggers, require as require_loggers
@@ -31,9 +32,10 @@ from jaxrl.experiment.run_dir import (
 class Built(NamedTuple):
     algo: Algorithm
     env_params: Any
-    evaluator: Any
+    evaluator: Any  # None for host envs: `HostPopulation` evaluates on its own envs
     updates_per_chunk: int
     eval_every_chunks: int
+    host: HostEnvSpec | None = None  # set when the env is stepped on the host
 
 
 def make_env(config: Config, num_envs: int, update_stats: bool = True,
@@ -44,18 +46,64 @@ def make_env(config: Config, num_envs: int, update_stats: bool = True,
                     update_stats=update_stats, env_kwargs=config.env.kwargs, group_size=group_size)
 
 
+def _host_spec(config: Config, backend: str) -> HostEnvSpec:
+    """The host env's spec, after refusing what the host path does not do."""
+    for wrapper in ("normalize_obs", "normalize_reward"):
+        if getattr(config.env, wrapper):
+            raise ConfigError(f"env.{wrapper} is not available for host envs ({config.env.id} runs "
+                              f"on the {backend} backend); set env.{wrapper}: false")
+    try:
+        return host_spec(config.env.id, backend, config.env.kwargs)
+    except HostEnvError as error:
+        if config.env.backend == "auto" and str(error).startswith("unknown"):
+            raise HostEnvError(f"unknown env id {config.env.id!r}: neither jaxrl/gymnax (`jaxrl envs` "
+                               f"lists them) nor gymnasium knows it. {error}") from None
+        raise
+
+
 def build(config: Config) -> Built:
     """The algorithm, evaluator and chunking that `config` describes (nothing runs yet)."""
     group = getattr(config.algo, "group_size", 1)  # GRPO: G rollouts from each start state
-    env, env_params = make_env(config, config.env.num_envs * group, group_size=group)
+    backend = resolve_backend(config.env.id, config.env.backend, registered_ids())
+    spec, evaluator = None, None
+    if backend == "jax":
+        env, env_params = make_env(config, config.env.num_envs * group, group_size=group)
+    else:
+        spec = _host_spec(config, backend)
+        env = JaxStandIn(spec, config.env.num_envs * group, group)
+        env_params = env.default_params
     algo = ALGOS[config.algo.name].make(config.algo, env, env_params, config.total_env_steps)
-    eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
-    max_steps = config.eval.max_steps or episode_limit(env_params)
-    evaluator = make_evaluator(algo, eval_env, env_params, max_steps, config.eval.deterministic)
+    if backend == "jax":
+        eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
+        max_steps = config.eval.max_steps or episode_limit(env_params)
+        evaluator = make_evaluator(algo, eval_env, env_params, max_steps, config.eval.deterministic)
+    elif algo.host is None:
+        raise ConfigError(f"{config.algo.name} cannot train on host envs like {config.env.id}")
     updates_per_chunk = max(1, config.log_every_env_steps // algo.env_steps_per_update)
     chunk_steps = updates_per_chunk * algo.env_steps_per_update
     eval_every = math.ceil(config.eval.every_env_steps / chunk_steps) if config.eval.every_env_steps else 0
-    return Built(algo, env_params, evaluator, updates_per_chunk, eval_every)
+    return Built(algo, env_params, evaluator, updates_per_chunk, eval_every, spec)
+
+
+def make_population(config: Config, built: Built, devices: Sequence[Any] | None = None
+                    ) -> population.Population:
+    """The population driver for `built`: compiled env steps, or host envs in workers."""
+    if built.host is None:
+        return population.Population(built.algo, config.seeds, devices=devices, evaluator=built.evaluator)
+    from jaxrl.host_loop import HostPopulation
+
+    spec = built.host
+
+    def open_env(num_envs: int) -> Any:
+        return open_host_env(spec, num_envs, num_workers=config.env.num_workers,
+                             timeout=config.env.step_timeout, seed=config.seed)
+
+    return HostPopulation(
+        built.algo, config.seeds, open_env=open_env, observation_space=spec.observation_space,
+        envs_per_member=config.env.num_envs * getattr(config.algo, "group_size", 1),
+        seed=config.seed, eval_episodes=config.eval.episodes,
+        eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
+        deterministic=config.eval.deterministic, devices=devices)
 
 
 class _Progress:
@@ -186,10 +234,13 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         last_updates[0] = report.updates_done
         sps = updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9)
         metrics_writer.write(_metric_rows(report, members, sps))
+        split = {} if report.env_seconds is None else {  # host envs: stepping vs device work
+            "env_seconds": round(report.env_seconds, 4),
+            "device_seconds": round(report.seconds - report.env_seconds, 4)}
         append_jsonl(timings, {
             "event": "chunk", "chunk": report.chunk, "updates": updates,
             "env_steps_per_member": report.env_steps, "seconds": round(report.seconds, 4),
-            "sps": round(sps, 1), "eval_seconds": round(report.eval_seconds, 4)})
+            "sps": round(sps, 1), "eval_seconds": round(report.eval_seconds, 4), **split})
         bar.update(report, sps, updates)
         per_seed = dict(report.metrics)
         if report.eval_returns is not None:
@@ -225,8 +276,9 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     try:
         result = population.run(
             algo, members, seed=config.seed, updates_per_chunk=built.updates_per_chunk,
-            evaluator=built.evaluator, eval_every_chunks=built.eval_every_chunks, devices=devices,
-            on_chunk=on_chunk, on_start=on_start, restore=restore, after_chunk=after_chunk)
+            eval_every_chunks=built.eval_every_chunks, on_chunk=on_chunk, on_start=on_start,
+            restore=restore, after_chunk=after_chunk,
+            population=make_population(config, built, devices))
     finally:
         bar.close()
         checkpointer.close()
@@ -281,7 +333,7 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
     changed = config_lib.state_breaking_changes(saved, config)
     if changed:
         raise ConfigError(f"cannot resume {run_dir}: the config differs from the run's in "
-                          f"{', '.join(changed)}; only eval.*, checkpoint.*, loggers and wandb.* may change. "
+                          f"{', '.join(changed)}; only eval.*, checkpoint.*, loggers, wandb.*, env.num_workers and env.step_timeout may change. "
                           f"Start a new run with another --run-dir")
     if config != saved:
         (run_dir / "config.yaml").write_text(dump(config))

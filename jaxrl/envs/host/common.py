@@ -1,0 +1,141 @@
+"""What every host env backend shares: the step record, episode statistics, space conversion
+and the jittable stand-in that lets an algorithm be built for an env it never steps itself.
+
+A host env is a batch of `num_envs` non-jittable envs stepped outside JAX (gymnasium worker
+processes, EnvPool). It follows the same conventions as the jittable `VecEnv`: auto-reset in
+the step that ends an episode, `final_obs` holding the observation that step reached,
+`terminated` and `truncated` kept apart, and raw episode returns and lengths reported on
+the step an episode ends.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, NamedTuple, Protocol
+
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments import spaces
+
+from jaxrl.errors import JaxrlError
+
+
+class HostEnvError(JaxrlError):
+    """A host env that cannot be built or stepped: a worker crashed, hung, or raised."""
+
+
+class HostStep(NamedTuple):
+    """One step of every env in the batch, as numpy arrays with a leading [num_envs] axis."""
+
+    obs: np.ndarray  # after auto-reset: the next episode's first observation where one ended
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_obs: np.ndarray  # the observation this step reached, before any auto-reset
+    episode_done: np.ndarray
+    episode_return: np.ndarray  # of the episode that ended here (raw rewards)
+    episode_length: np.ndarray
+
+
+class HostVecEnv(Protocol):
+    """The interface the host training loop uses; both backends implement it."""
+
+    num_envs: int
+    env_id: str
+    max_episode_steps: int | None
+
+    def observation_space(self, params: Any = None) -> Any: ...
+    def action_space(self, params: Any = None) -> Any: ...
+    def reset(self, seeds: np.ndarray) -> np.ndarray: ...
+    def step_async(self, actions: np.ndarray) -> None: ...
+    def step_wait(self) -> HostStep: ...
+    def close(self) -> None: ...
+
+
+class EpisodeCounter:
+    """Running raw return and length of each env's current episode (numpy, host side)."""
+
+    def __init__(self, num_envs: int):
+        self.returns = np.zeros(num_envs, np.float64)
+        self.lengths = np.zeros(num_envs, np.int64)
+
+    def reset(self) -> None:
+        self.returns[:] = 0
+        self.lengths[:] = 0
+
+    def record(self, reward: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Adds one step; returns (episode_return, episode_length) and restarts finished envs."""
+        self.returns += reward
+        self.lengths += 1
+        returns = self.returns.astype(np.float32)
+        lengths = self.lengths.astype(np.int32)
+        self.returns[done] = 0
+        self.lengths[done] = 0
+        return returns, lengths
+
+
+def to_gymnax_space(space: Any, where: str) -> Any:
+    """A gymnasium Discrete/Box as the gymnax space the algorithms read."""
+    import gymnasium
+
+    if isinstance(space, gymnasium.spaces.Discrete):
+        if int(space.start) != 0:
+            raise HostEnvError(f"{where}: Discrete action spaces must start at 0, got start={space.start}")
+        return spaces.Discrete(int(space.n))
+    if isinstance(space, gymnasium.spaces.Box):
+        return spaces.Box(np.asarray(space.low), np.asarray(space.high), tuple(space.shape), space.dtype)
+    raise HostEnvError(f"{where} has a {type(space).__name__} space; jaxrl host envs support "
+                       f"Discrete and Box spaces (wrap the env to flatten others)")
+
+
+class HostEnvParams(NamedTuple):
+    """The part of gymnax's env params that algorithms read (GRPO's horizon, evaluation)."""
+
+    max_steps_in_episode: int
+
+
+class HostEnvSpec(NamedTuple):
+    """What is known of a host env before any worker starts: read from one env built in
+    this process, so bad ids and missing extras fail before anything else happens."""
+
+    env_id: str
+    backend: str  # gymnasium | envpool
+    observation_space: Any  # gymnax spaces
+    action_space: Any
+    max_episode_steps: int | None
+    kwargs: dict
+
+
+class JaxStandIn:
+    """A jittable view of a host env's shapes, so `algos.<name>.make` and `init` work unchanged.
+
+    `reset` gives zero observations (the host loop supplies the real ones) and `step` must
+    never run: on the host path the env is stepped outside the compiled program.
+    """
+
+    def __init__(self, spec: HostEnvSpec, num_envs: int, group_size: int = 1):
+        self.spec, self.num_envs, self.group_size = spec, num_envs, group_size
+        self.default_params = HostEnvParams(spec.max_episode_steps or 1000)
+
+    def observation_space(self, params: Any = None) -> Any:
+        return self.spec.observation_space
+
+    def action_space(self, params: Any = None) -> Any:
+        return self.spec.action_space
+
+    def reset(self, key: Any, params: Any) -> tuple[Any, Any]:
+        space = self.spec.observation_space
+        return jnp.zeros((self.num_envs,) + tuple(space.shape), space.dtype), jnp.zeros((), jnp.int32)
+
+    def reset_from(self, key: Any, params: Any, like_state: Any) -> tuple[Any, Any]:
+        return self.reset(key, params)
+
+    def step(self, *args: Any) -> Any:
+        raise RuntimeError(f"{self.spec.env_id} is a host env: it is stepped by the host loop "
+                           f"(jaxrl.host_loop), not inside a compiled program")
+
+
+def unknown_id_message(env_id: str, known: list[str], backend: str) -> str:
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return f"unknown {backend} env id {env_id!r}.{hint}"

@@ -1,0 +1,183 @@
+"""Host envs: gymnasium envs in real worker processes, and training on them end to end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxrl.envs.host import HostEnvError
+from jaxrl.envs.host.gymnasium_pool import GymnasiumPool
+
+gymnasium = pytest.importorskip("gymnasium")
+pytest.importorskip("Box2D")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().split(")")[-1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_pool_steps_exactly_like_plain_gymnasium_envs():
+    """Same seeds and actions: identical observations, rewards and flags, auto-reset in the
+    step that ends an episode with the final observation kept, and episode statistics."""
+    num_envs, steps = 4, 300
+    reference = [gymnasium.make("LunarLander-v3") for _ in range(num_envs)]
+    running = np.zeros(num_envs)
+    ended = 0
+    with GymnasiumPool("LunarLander-v3", num_envs, num_workers=2) as pool:
+        assert pool.num_workers == 2
+        obs = pool.reset(np.arange(10, 10 + num_envs))
+        expected = np.stack([env.reset(seed=10 + i)[0] for i, env in enumerate(reference)])
+        np.testing.assert_array_equal(obs, expected)
+        rng = np.random.default_rng(0)
+        for _ in range(steps):
+            actions = rng.integers(0, 4, num_envs)
+            result = pool.step(actions)
+            for i, env in enumerate(reference):
+                next_obs, reward, terminated, truncated, _ = env.step(int(actions[i]))
+                running[i] += reward
+                np.testing.assert_array_equal(result.final_obs[i], next_obs)
+                assert result.reward[i] == np.float32(reward)
+                assert (result.terminated[i], result.truncated[i]) == (terminated, truncated)
+                assert result.episode_done[i] == (terminated or truncated)
+                if terminated or truncated:
+                    ended += 1
+                    assert result.episode_return[i] == pytest.approx(running[i], rel=1e-5, abs=1e-3)
+                    running[i] = 0.0
+                    next_obs, _ = env.reset()
+                    assert not np.array_equal(result.obs[i], result.final_obs[i])
+                np.testing.assert_array_equal(result.obs[i], next_obs)
+    assert ended >= 4  # random LunarLander episodes last about 100 steps
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("env_id, words", [
+    ("host_test_envs:Raising-v0", "raised RuntimeError: boom at step 5 in env"),
+    ("host_test_envs:Dying-v0", "died during 'step' (exit code -9)"),
+    ("host_test_envs:Hanging-v0", "did not answer 'step' within 2 s (hung)"),
+])
+def test_a_failing_worker_gives_one_clear_error_and_no_leftover_processes(env_id, words):
+    pool = GymnasiumPool(env_id, 4, num_workers=2, timeout=2.0)
+    pids = [p.pid for p in pool._processes]
+    pool.reset(np.arange(4))
+    start = time.monotonic()
+    with pytest.raises(HostEnvError) as error:
+        for _ in range(10):
+            pool.step(np.zeros(4, np.int64))
+    assert time.monotonic() - start < 10
+    message = str(error.value)
+    assert env_id in message and words in message, message
+    assert "env worker 0 (envs 0-1)" in message or "env worker 1 (envs 2-3)" in message, message
+    assert not any(alive(pid) for pid in pids)
+    with pytest.raises(HostEnvError, match="closed"):
+        pool.step(np.zeros(4, np.int64))
+
+
+@pytest.mark.timeout(60)
+def test_bad_ids_and_missing_extras_are_named():
+    with pytest.raises(HostEnvError, match=r"unknown gymnasium env id 'LunarLandr-v3'.*LunarLander-v3"):
+        GymnasiumPool("LunarLandr-v3", 2)
+    with pytest.raises(HostEnvError, match=r'needs a package that is not installed.*pip install "jaxrl\[box2d\]"'):
+        GymnasiumPool("host_test_envs:NeedsBox2D-v0", 2)
+
+
+def jaxrl(*args: str, timeout: int = 300, wait: bool = True):
+    script = Path(sys.executable).with_name("jaxrl")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "jaxrl"]
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    if not wait:
+        return subprocess.Popen(command + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT, env=env)
+    return subprocess.run(command + list(args), capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env=env)
+
+
+TINY_DQN = ["--seeds", "2", "total_env_steps=1200", "log_every_env_steps=400", "env.num_envs=2",
+            "env.num_workers=1", "algo.buffer_size=1000", "algo.learning_starts=200",
+            "algo.rollout_steps=2", "algo.replay_ratio=0.25", "eval.episodes=2", "eval.max_steps=100",
+            "eval.every_env_steps=0", "checkpoint.every_env_steps=400"]
+
+
+@pytest.fixture(scope="module")
+def lunar_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("host") / "dqn_lunar"
+    return run_dir, jaxrl("train", "configs/dqn_lunarlander.yaml", "--run-dir", str(run_dir),
+                          "--no-progress", *TINY_DQN)
+
+
+@pytest.mark.timeout(300)
+def test_dqn_on_lunarlander_through_the_cli(lunar_run):
+    run_dir, done = lunar_run
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env"] == "LunarLander-v3" and summary["seeds"] == 2
+    assert len(summary["final_eval"]["per_seed"]) == 2
+    chunks = [json.loads(line) for line in (run_dir / "timings.jsonl").read_text().splitlines()]
+    chunks = [c for c in chunks if c["event"] == "chunk"]
+    assert len(chunks) == 3
+    for chunk in chunks:  # host envs: env stepping and device work reported apart
+        assert 0 < chunk["env_seconds"] < chunk["seconds"]
+        assert chunk["device_seconds"] == pytest.approx(chunk["seconds"] - chunk["env_seconds"], abs=1e-3)
+    evaluated = jaxrl("eval", str(run_dir), "--episodes", "2")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "seed    1" in evaluated.stdout
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("args, words", [
+    (["env.id=LunarLandr-v3"], "unknown env id 'LunarLandr-v3'"),
+    (["env.backend=envpool", "env.id=NoSuchEnv-v0"], "unknown envpool env id"),
+    (["env.normalize_obs=true"], "env.normalize_obs is not available for host envs"),
+    (["env.id=host_test_envs:NeedsBox2D-v0"], 'pip install "jaxrl[box2d]"'),
+])
+def test_bad_host_env_input_is_one_line_and_exit_2(tmp_path, args, words):
+    pytest.importorskip("envpool")
+    done = jaxrl("train", "configs/dqn_lunarlander.yaml", "--run-dir", str(tmp_path / "r"), *args)
+    assert done.returncode == 2 and words in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_stops_training_and_leaves_no_worker_processes(tmp_path):
+    process = jaxrl("train", "configs/dqn_lunarlander.yaml", "--run-dir", str(tmp_path / "r"),
+                    "--no-progress", "--seeds", "2", "env.num_envs=2", "env.num_workers=2", wait=False)
+    deadline, workers = time.monotonic() + 200, []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        workers = [pid for pid in children(process.pid) if alive(pid)]  # env workers (and
+        # multiprocessing's resource tracker): none may outlive the run
+        if (tmp_path / "r" / "timings.jsonl").exists() and len(workers) >= 2:
+            break
+    assert len(workers) >= 2, "the run never started its env workers"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    time.sleep(1.0)
+    assert not any(alive(pid) for pid in workers), stderr
