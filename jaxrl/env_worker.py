@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-EXTRA_FOR_MODULE = {"Box2D": "box2d", "ale_py": "atari", "pygame": "video"}
+EXTRA_FOR_MODULE = {"Box2D": "box2d", "ale_py": "atari", "opencv": "atari", "cv2": "atari",
+                    "pygame": "video"}
 ATARI_FRAME_STACK = 4
 
 

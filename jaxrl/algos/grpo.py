@@ -102,6 +102,11 @@ class Minibatch(NamedTuple):
     alive: chex.Array
 
 
+def build_network(config: Config, env: Any, env_params: Any) -> Actor:
+    """The policy network (no critic) for this env's observations and action space."""
+    return Actor(config.network, *resolve_policy(config, env, env_params))
+
+
 def make_rollout(network: Actor, env: Any, env_params: Any, horizon: int) -> Callable:
     """`rollout(params, env_state, key) -> (env_state, Rollouts)`: fresh grouped start
     states (keeping the wrappers' statistics), then `horizon` steps with sampled actions."""
@@ -143,8 +148,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         config, batch_size, total_env_steps,
         f"B x G x horizon = {num_groups} x {group_size} x {horizon}",
         "env.num_envs, algo.group_size or algo.horizon")
-    spec, obs_ndim = resolve_policy(config, env, env_params)
-    network = Actor(config.network, spec, obs_ndim)
+    network = build_network(config, env, env_params)
     rollout = make_rollout(network, env, env_params, horizon)
 
     def init(key: chex.PRNGKey, hp: HParams) -> GRPOState:

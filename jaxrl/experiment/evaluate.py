@@ -117,20 +117,41 @@ def _base_state(state: Any) -> Any:
     return jax.tree.map(lambda x: np.asarray(x)[0], state)
 
 
+def _episode_row(t: int, obs: Any, action: Any, reward: float, episode_return: float,
+                 terminated: bool, truncated: bool, extra: dict[str, Any]) -> dict[str, Any]:
+    """One step of a played episode, as `--trace` prints it."""
+    return {"t": t, "obs": _summarise(obs), "action": np.asarray(action).tolist(), "reward": reward,
+            "return": episode_return, "terminated": terminated, "truncated": truncated, **extra}
+
+
+def _member_policy(config: Config, algo: Any, state: Any, seed_index: int):
+    """Member `seed_index`'s params, compiled act/explain, and its own evaluation key."""
+    params = jax.tree.map(lambda x: np.asarray(x)[seed_index], algo.policy_params(state))
+    act = jax.jit(algo.act, static_argnums=3)
+    explain = jax.jit(algo.explain) if algo.explain is not None else None
+    key = jax.random.fold_in(population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)[seed_index], 2**20)
+    return params, act, explain, key
+
+
+def _notes(explain: Any, params: Any, obs: Any) -> dict[str, Any]:
+    if explain is None:
+        return {}
+    return {k: np.asarray(v, np.float64)[0].tolist() for k, v in explain(params, obs).items()}
+
+
 def play_episode(config: Config, algo: Any, state: Any, seed_index: int, max_steps: int = 1000
                  ) -> tuple[list[dict[str, Any]], list[Any]]:
     """One episode of member `seed_index` of a population `state`, stepped on the host: a row
     per step (observation as the agent sees it, action, raw reward, the env's `trace_info`
-    entries of the step info, the algorithm's `explain`) and the env state before each step
-    (for rendering)."""
-    member = lambda tree: jax.tree.map(lambda x: np.asarray(x)[seed_index], tree)  # noqa: E731
-    params, train_env_state = member(algo.policy_params(state)), member(algo.env_state(state))
+    entries of the step info, the algorithm's `explain`) and, for rendering, the env state
+    before each step (jittable envs) or the rgb frame (gymnasium envs)."""
+    if _is_host(config):
+        return _play_gymnasium_episode(config, algo, state, seed_index, max_steps)
+    params, act, explain, key = _member_policy(config, algo, state, seed_index)
+    train_env_state = jax.tree.map(lambda x: np.asarray(x)[seed_index], algo.env_state(state))
     env, env_params = make_env(config, 1, update_stats=False)
-    act = jax.jit(algo.act, static_argnums=3)
-    explain = jax.jit(algo.explain) if algo.explain is not None else None
     step = jax.jit(env.step)
     trace_info = getattr(env, "trace_info", ())  # env-specific step facts, e.g. MovieRec's click
-    key = jax.random.fold_in(population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)[seed_index], 2**20)
     key, reset_key = jax.random.split(key)
     obs, env_state = env.reset_from(reset_key, env_params, train_env_state)
     rows, states = [], []
@@ -138,18 +159,59 @@ def play_episode(config: Config, algo: Any, state: Any, seed_index: int, max_ste
         states.append(_base_state(env_state))
         key, act_key, step_key = jax.random.split(key, 3)
         action = act(params, obs, act_key, config.eval.deterministic)
-        notes = {} if explain is None else {k: np.asarray(v)[0] for k, v in explain(params, obs).items()}
+        notes = _notes(explain, params, obs)
         next_obs, env_state, reward, terminated, truncated, info = step(step_key, env_state, action, env_params)
-        rows.append({"t": t, "obs": _summarise(np.asarray(obs)[0]), "action": np.asarray(action)[0].tolist(),
-                     "reward": float(info["episode_return"][0] - (rows[-1]["return"] if rows else 0.0)),
-                     "return": float(info["episode_return"][0]),
-                     "terminated": bool(terminated[0]), "truncated": bool(truncated[0]),
-                     **{k: np.asarray(info[k])[0].tolist() for k in trace_info},
-                     **{k: np.asarray(v, np.float64).tolist() for k, v in notes.items()}})
+        episode_return = float(info["episode_return"][0])
+        rows.append(_episode_row(
+            t, np.asarray(obs)[0], np.asarray(action)[0], episode_return - (rows[-1]["return"] if rows else 0.0),
+            episode_return, bool(terminated[0]), bool(truncated[0]),
+            {**{k: np.asarray(info[k])[0].tolist() for k in trace_info}, **notes}))
         obs = next_obs
         if bool(info["episode_done"][0]):
             break
     return rows, states
+
+
+def _is_host(config: Config) -> bool:
+    from jaxrl.envs import registered_ids
+    from jaxrl.envs.host import resolve_backend
+
+    return resolve_backend(config.env.id, config.env.backend, registered_ids()) != "jax"
+
+
+def _gymnasium_env(config: Config, render: bool) -> Any:
+    """One gymnasium env of the run's id (EnvPool runs use gymnasium's env of the same id)."""
+    from jaxrl.env_worker import make_gymnasium_env
+    from jaxrl.envs.host.gymnasium_pool import check_env_id
+
+    check_env_id(config.env.id, config.env.kwargs).close()  # clear errors for bad ids/extras
+    return make_gymnasium_env(config.env.id, {**config.env.kwargs, **({"render_mode": "rgb_array"} if render else {})})
+
+
+def _play_gymnasium_episode(config: Config, algo: Any, state: Any, seed_index: int, max_steps: int
+                            ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """As `play_episode`, in one gymnasium env in this process, keeping its rgb frames."""
+    params, act, explain, key = _member_policy(config, algo, state, seed_index)
+    env = _gymnasium_env(config, render=True)
+    try:
+        obs, _ = env.reset(seed=int(np.random.SeedSequence(np.asarray(key).ravel().tolist()).generate_state(1)[0]))
+        rows, frames, episode_return = [], [], 0.0
+        for t in range(max_steps):
+            frames.append(env.render())
+            key, act_key = jax.random.split(key)
+            batch = np.asarray(obs)[None]
+            action = np.asarray(act(params, batch, act_key, config.eval.deterministic))[0]
+            notes = _notes(explain, params, batch)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            episode_return += float(reward)
+            rows.append(_episode_row(t, np.asarray(obs), action, float(reward), episode_return,
+                                     bool(terminated), bool(truncated), notes))
+            obs = next_obs
+            if terminated or truncated:
+                break
+        return rows, frames
+    finally:
+        env.close()
 
 
 def trace_episode(run_dir: str | Path, *, seed_index: int = 0, deterministic: bool | None = None,
@@ -177,6 +239,17 @@ def record_videos(run_dir: str | Path, *, seed_index: int | None = None,
 
 def check_renderer(config: Config) -> None:
     """A clear error, before anything runs, when the config's env cannot be drawn."""
+    if _is_host(config):
+        env = _gymnasium_env(config, render=True)
+        try:
+            env.reset(seed=0)
+            if env.render() is None:
+                raise ConfigError(f"{config.env.id} draws no rgb_array frames, so --video cannot record it")
+        except ImportError as error:
+            raise ConfigError(f"videos of {config.env.id} need pygame: pip install 'jaxrl[video]' ({error})") from None
+        finally:
+            env.close()
+        return
     from jaxrl.experiment.video import renderer_for
 
     renderer_for(_single_env(config)[0], config.env.id)
@@ -190,12 +263,16 @@ def _single_env(config: Config) -> tuple[Any, Any]:
 
 
 def render_episode(config: Config, rows: list[dict[str, Any]], states: list[Any], stem: Path) -> Path:
-    """Writes `<stem>_return<R>.gif`, one frame per step, titled with the return so far."""
-    from jaxrl.experiment.video import write_gif
+    """Writes `<stem>_return<R>.gif`, one frame per step, titled with the return so far;
+    `states` are env states (jittable envs) or rgb frames (gymnasium envs)."""
+    from jaxrl.experiment.video import write_frames_gif, write_gif
 
-    env, env_params = _single_env(config)
     returns = np.cumsum([row["reward"] for row in rows])
-    return write_gif(env, env_params, states, returns, f"{stem}_return{rows[-1]['return']:.1f}.gif")
+    path = f"{stem}_return{rows[-1]['return']:.1f}.gif"
+    if _is_host(config):
+        return write_frames_gif(states, returns, path)
+    env, env_params = _single_env(config)
+    return write_gif(env, env_params, states, returns, path)
 
 
 def _fmt(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""Episode videos as GIFs through gymnax's own renderers (matplotlib; no display needed)."""
+"""Episode videos as GIFs: gymnax's own renderers (matplotlib) for jittable envs, gymnasium's
+rgb_array frames for host envs; no display needed."""
 
 from __future__ import annotations
 
@@ -46,4 +47,20 @@ def write_gif(env: Any, env_params: Any, states: Sequence[Any], returns: np.ndar
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Visualizer(env, env_params, list(states), list(np.asarray(returns, np.float64))).animate(str(path))
+    return path
+
+
+def write_frames_gif(frames: Sequence[np.ndarray], returns: np.ndarray, path: str | Path,
+                     fps: int = 30) -> Path:
+    """rgb frames (gymnasium's `render()`) as a GIF, each marked with the step and return so far."""
+    from PIL import Image, ImageDraw
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = []
+    for t, (frame, value) in enumerate(zip(frames, np.asarray(returns, np.float64))):
+        image = Image.fromarray(np.asarray(frame, np.uint8))
+        ImageDraw.Draw(image).text((5, 5), f"t={t}  return={value:.1f}", fill=(255, 255, 255))
+        images.append(image)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return path

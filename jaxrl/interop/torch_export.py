@@ -26,7 +26,7 @@ import numpy as np
 from jaxrl.errors import ConfigError
 from jaxrl.networks import Actor, ActorCritic, QNetwork, make_torso
 from jaxrl.networks.distributions import Beta
-from jaxrl.networks.modules import NetworkConfig
+from jaxrl.networks.modules import CONV_LAYERS, NetworkConfig
 from jaxrl.networks.policy import LOG_STD_RANGE, PolicySpec, head_size
 
 try:
@@ -37,12 +37,6 @@ except ImportError:  # the optional extra is not installed
     raise ConfigError('exporting to PyTorch needs torch: pip install "jaxrl[torch]"') from None
 
 # (kernel, stride) of each VALID convolution in `NatureCNN` and `MinAtarCNN` (see modules.py).
-CONV_LAYERS: dict[str, tuple[tuple[int, int], ...]] = {
-    "nature_cnn": ((8, 4), (4, 2), (3, 1)),
-    "minatar_cnn": ((3, 1),),
-}
-
-
 class ObsStats(NamedTuple):
     """A run's observation normalisation: clip((obs - mean) / sqrt(var + eps), -clip, clip)."""
 
@@ -293,7 +287,7 @@ def _torso(p: Mapping[str, Any], config: NetworkConfig, obs_ndim: int) -> nn.Mod
     if config.torso == "mlp":
         return _mlp(p, config, obs_ndim)
     convs = [_conv(p[f"Dense_{i}"], size, stride)
-             for i, (size, stride) in enumerate(CONV_LAYERS[config.torso])]
+             for i, (_, size, stride) in enumerate(CONV_LAYERS[config.torso])]
     return ConvTorso(convs, config.activation, config.torso == "nature_cnn",
                      _mlp(p["MLP_0"], config, 1))
 
@@ -348,16 +342,11 @@ def to_torch(network: Any, params: Any, *, obs_stats: ObsStats | None = None,
 
 def build_network(config: Any, env: Any, env_params: Any) -> Any:
     """The flax network that `config`'s algorithm trains on `env`, as each algorithm builds it."""
-    from jaxrl.algos import dqn, ppo
-    from jaxrl.algos.policy_gradient import resolve_policy
+    from jaxrl.algos import REGISTRY
 
     algo = config.algo
-    if algo.name == "dqn":
-        return dqn.build_network(algo, env, env_params)
-    if algo.name == "ppo":
-        return ppo.build_network(algo, env, env_params)
-    if algo.name == "grpo":
-        return Actor(algo.network, *resolve_policy(algo, env, env_params))
+    if algo.name in REGISTRY:
+        return REGISTRY[algo.name].build_network(algo, env, env_params)
     raise ConfigError(f"no PyTorch export for algo {algo.name!r} (dqn, ppo and grpo have one)")
 
 
@@ -437,5 +426,5 @@ def save(module: nn.Module, path: str | Path) -> Path:
     return path
 
 
-__all__: List[str] = ["CONV_LAYERS", "ObsStats", "build_network", "export_run", "obs_stats_of",
+__all__: List[str] = ["ObsStats", "build_network", "export_run", "obs_stats_of",
                       "save", "script", "to_torch"]

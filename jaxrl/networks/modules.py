@@ -14,6 +14,12 @@ import jax.numpy as jnp
 ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu,
                                     "silu": nn.silu}
 TORSOS = ("mlp", "nature_cnn", "minatar_cnn")
+# (features, kernel, stride) of each VALID convolution of the CNN torsos (also read by the
+# torch export, which must rebuild them exactly)
+CONV_LAYERS: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "nature_cnn": ((32, 8, 4), (64, 4, 2), (64, 3, 1)),
+    "minatar_cnn": ((16, 3, 1),),
+}
 
 
 def orthogonal(scale: float = 1.0) -> Callable:
@@ -92,7 +98,7 @@ class NatureCNN(nn.Module):
     @nn.compact
     def __call__(self, x: chex.Array) -> chex.Array:
         x = x / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
-        x = _conv_stack(x, [(32, 8, 4), (64, 4, 2), (64, 3, 1)], ACTIVATIONS[self.activation])
+        x = _conv_stack(x, CONV_LAYERS["nature_cnn"], ACTIVATIONS[self.activation])
         return MLP(self.hidden_sizes, self.activation)(x)
 
 
@@ -104,7 +110,7 @@ class MinAtarCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: chex.Array) -> chex.Array:
-        x = _conv_stack(x.astype(jnp.float32), [(16, 3, 1)], ACTIVATIONS[self.activation])
+        x = _conv_stack(x.astype(jnp.float32), CONV_LAYERS["minatar_cnn"], ACTIVATIONS[self.activation])
         return MLP(self.hidden_sizes, self.activation)(x)
 
 
