@@ -166,20 +166,24 @@ class GymnasiumPool:
                 if item in sentinels:
                     worker = sentinels[item]
                     if worker in pending and not self._conns[worker].poll():
-                        code = self._processes[worker].exitcode
-                        self._fail(worker, f"died during '{what}' (exit code {code})")
+                        self._fail(worker, f"died during '{what}' (exit code {self._exit_code(worker)})")
                     continue
                 worker = next(i for i, c in pending.items() if c is item)
                 try:
                     status, payload = item.recv()
                 except (EOFError, OSError):
-                    self._fail(worker, f"died during '{what}' (exit code {self._processes[worker].exitcode})")
+                    self._fail(worker, f"died during '{what}' (exit code {self._exit_code(worker)})")
                 if status == "error":
                     env_index, message, trace = payload
                     self._fail(worker, f"raised {message} in env {env_index} during '{what}'\n"
                                        f"worker traceback (last lines):\n" +
                                "\n".join(trace.strip().splitlines()[-6:]))
                 del pending[worker]
+
+    def _exit_code(self, worker: int) -> int | None:
+        """A dead worker's exit code (negative: the signal that killed it), once reaped."""
+        self._processes[worker].join(1.0)
+        return self._processes[worker].exitcode
 
     def _fail(self, worker: int, what: str) -> None:
         lo, hi = self.slices[worker]
@@ -195,7 +199,7 @@ class GymnasiumPool:
             try:
                 conn.send((command, None if payloads is None else payloads[index]))
             except (BrokenPipeError, OSError):
-                self._fail(index, f"died before '{command}' (exit code {self._processes[index].exitcode})")
+                self._fail(index, f"died before '{command}' (exit code {self._exit_code(index)})")
 
     def reset(self, seeds: np.ndarray) -> np.ndarray:
         """Resets every env with its own seed (an int per env); returns first observations."""
