@@ -11,7 +11,7 @@ the step an episode ends.
 from __future__ import annotations
 
 import difflib
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -37,19 +37,45 @@ class HostStep(NamedTuple):
     episode_length: np.ndarray
 
 
-class HostVecEnv(Protocol):
-    """The interface the host training loop uses; both backends implement it."""
+class HostVecEnv:
+    """The interface the host training loop uses; both backends implement the abstract part
+    (`reset`, `step_async`, `step_wait`, `close`) and inherit the rest."""
 
     num_envs: int
     env_id: str
     max_episode_steps: int | None
 
-    def observation_space(self, params: Any = None) -> Any: ...
-    def action_space(self, params: Any = None) -> Any: ...
-    def reset(self, seeds: np.ndarray) -> np.ndarray: ...
-    def step_async(self, actions: np.ndarray) -> None: ...
-    def step_wait(self) -> HostStep: ...
-    def close(self) -> None: ...
+    def observation_space(self, params: Any = None) -> Any:
+        raise NotImplementedError
+
+    def action_space(self, params: Any = None) -> Any:
+        raise NotImplementedError
+
+    def reset(self, seeds: np.ndarray) -> np.ndarray:
+        """Resets every env with its own seed (an int per env); returns first observations."""
+        raise NotImplementedError
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Hands the actions over and returns at once; `step_wait` collects the step."""
+        raise NotImplementedError
+
+    def step_wait(self) -> HostStep:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stops whatever steps the envs; safe to call twice."""
+        raise NotImplementedError
+
+    def step(self, actions: np.ndarray) -> HostStep:
+        """`step_async` then `step_wait`: one synchronous step of every env."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def __enter__(self) -> "HostVecEnv":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class EpisodeCounter:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from jaxrl.envs.host.common import (
-    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, to_gymnax_space, unknown_id_message,
+    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, to_gymnax_space, unknown_id_message,
 )
 
 INSTALL_HINT = 'pip install "jaxrl[envpool]"'
@@ -102,7 +102,7 @@ def normalize_seeds(seeds: Any, num_envs: int) -> list[int]:
     return (array % SEED_MODULUS).tolist()
 
 
-class EnvPoolBatch:
+class EnvPoolBatch(HostVecEnv):
     """`num_envs` copies of `env_id` in one EnvPool (see module doc); the `HostVecEnv` protocol.
 
     `seed` gives env i the seed `seed + i` when `reset` is called without seeds; `num_threads`
@@ -236,21 +236,9 @@ class EnvPoolBatch:
         returns, lengths = self._episodes.record(reward, done)
         return HostStep(next_obs, reward, terminated, truncated, final_obs, done, returns, lengths)
 
-    def step(self, actions: np.ndarray) -> HostStep:
-        """`step_async` then `step_wait`: one synchronous step of every env."""
-        self.step_async(actions)
-        return self.step_wait()
-
     def close(self) -> None:
         """Releases EnvPool's threads and envs; safe to call twice."""
         self._drop_pool()
-
-    def __enter__(self) -> "EnvPoolBatch":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        """Closes the pool when the `with` block ends."""
-        self.close()
 
     def __del__(self) -> None:
         """Releases the pool if the caller forgot to close it (never raises)."""

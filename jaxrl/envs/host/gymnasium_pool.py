@@ -26,7 +26,7 @@ from gymnax.environments import spaces
 
 from jaxrl.env_worker import EXTRA_FOR_MODULE, Buffers, make_gymnasium_env, worker
 from jaxrl.envs.host.common import (
-    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, to_gymnax_space, unknown_id_message,
+    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, to_gymnax_space, unknown_id_message,
 )
 
 
@@ -95,7 +95,7 @@ def _shutdown(processes: list, conns: list, buffers: Buffers) -> None:
     buffers.close(unlink=True)
 
 
-class GymnasiumPool:
+class GymnasiumPool(HostVecEnv):
     """`num_envs` copies of gymnasium env `env_id` over `num_workers` processes (see module doc).
 
     `timeout` bounds how long one step or reset may take before a worker counts as hung.
@@ -226,16 +226,6 @@ class GymnasiumPool:
         return HostStep(a["obs"].copy(), a["reward"].copy(), a["terminated"].copy(),
                         a["truncated"].copy(), a["final_obs"].copy(), done, returns, lengths)
 
-    def step(self, actions: np.ndarray) -> HostStep:
-        self.step_async(actions)
-        return self.step_wait()
-
     def close(self) -> None:
         """Stops the workers and frees shared memory; safe to call twice."""
         self._finalizer()
-
-    def __enter__(self) -> "GymnasiumPool":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
