@@ -186,3 +186,31 @@ def test_ctrl_c_stops_training_and_leaves_no_worker_processes(tmp_path):
     assert process.returncode != 0
     time.sleep(1.0)
     assert not any(alive(pid) for pid in workers), stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_host_run_resumes_from_fresh_env_resets(tmp_path):
+    """Host env state lives in other processes: a resumed run restarts its envs from new
+    seeds and continues from the checkpoint, with no metrics row lost or repeated."""
+    run_dir = tmp_path / "r"
+    args = ["--run-dir", str(run_dir), "--no-progress", *TINY_DQN[:2], "total_env_steps=8000",
+            "log_every_env_steps=400", "checkpoint.every_env_steps=400", "env.num_envs=2",
+            "env.num_workers=1", "algo.buffer_size=1000", "algo.learning_starts=200",
+            "algo.n_steps=3", "eval.episodes=1", "eval.max_steps=50"]
+    process = jaxrl("train", "configs/dqn_lunarlander.yaml", *args, wait=False)
+    deadline = time.monotonic() + 200
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        timings = run_dir / "timings.jsonl"
+        if timings.exists() and timings.read_text().count('"checkpoint"') >= 2:
+            break
+    process.kill()
+    process.communicate(timeout=30)
+    assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"
+    resumed = jaxrl("train", "--resume", str(run_dir), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    events = [json.loads(line) for line in (run_dir / "timings.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "resume" and e["from_update"] > 0 for e in events)
+    rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    keys = [tuple(row.split(",")[i] for i in (0, 2)) for row in rows]  # (env_steps, seed)
+    assert len(keys) == len(set(keys)) == 2 * (8000 // 400)
