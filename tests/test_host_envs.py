@@ -173,16 +173,17 @@ def test_bad_host_env_input_is_one_line_and_exit_2(tmp_path, args, words):
 def test_ctrl_c_stops_training_and_leaves_no_worker_processes(tmp_path):
     process = jaxrl("train", "configs/dqn_lunarlander.yaml", "--run-dir", str(tmp_path / "r"),
                     "--no-progress", "--seeds", "2", "env.num_envs=2", "env.num_workers=2", wait=False)
-    deadline, workers = time.monotonic() + 200, []
-    while time.monotonic() < deadline and len(workers) < 2:
+    deadline, workers = time.monotonic() + 240, []
+    while time.monotonic() < deadline:  # until training runs (compiled, envs stepping)
         time.sleep(0.5)
         workers = [pid for pid in children(process.pid) if alive(pid)]  # env workers (and
         # multiprocessing's resource tracker): none may outlive the run
-        if (tmp_path / "r" / "timings.jsonl").exists() and len(workers) >= 2:
+        if (tmp_path / "r" / "timings.jsonl").exists() and len(workers) >= 3:
             break
-    assert len(workers) >= 2, "the run never started its env workers"
+    assert len(workers) >= 3, "the run never started its env workers"
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=120)
+    assert "interrupted" in stderr, stderr
     assert process.returncode != 0
     time.sleep(1.0)
     assert not any(alive(pid) for pid in workers), stderr
