@@ -112,9 +112,11 @@ def jaxrl(*args: str, timeout: int = 300, wait: bool = True):
     command = [str(script)] if script.exists() else [sys.executable, "-m", "jaxrl"]
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    if not wait:
+    if not wait:  # Ctrl-C as from a terminal: test runners (pytest-xdist) may ignore SIGINT,
+        # and a child inherits an ignored signal, so give it back its default action
         return subprocess.Popen(command + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=ROOT, env=env)
+                                text=True, cwd=ROOT, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return subprocess.run(command + list(args), capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout, env=env)
 
