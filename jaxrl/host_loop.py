@@ -60,13 +60,14 @@ class HostPopulation(Population):
         self._updates: int | None = None
         self._env_seconds = 0.0
 
-        def eval_act(state, obs, key):
+        def eval_act(state, obs, key, step):
+            key = jax.random.fold_in(key, step)  # a fresh key per step, inside the compiled call
             return algo.act(algo.policy_params(state), obs, key, deterministic)
 
         self._act = self._per_member(self.hooks.act, 3)
         self._learn = self._per_member(self.hooks.learn, 3, donate=True)
         self._after_reset = self._per_member(self.hooks.after_env_reset, 1, donate=True)
-        self._eval_act = self._per_member(eval_act, 3)
+        self._eval_act = self._per_member(eval_act, 4)
 
     def _per_member(self, fn: Callable, num_args: int, donate: bool = False) -> Any:
         """`fn` of one member, vmapped over the population and sharded over the mesh."""
@@ -120,7 +121,7 @@ class HostPopulation(Population):
         if self.can_evaluate:
             keys = self.place(jnp.zeros((self.num_members, 2), jnp.uint32))
             self._compiled_fn("eval_act", self._eval_act, state,
-                              self._abstract_obs(self.eval_episodes), keys)
+                              self._abstract_obs(self.eval_episodes), keys, self._steps(0))
         return self.compile_seconds
 
     def _abstract_steps(self, obs: jax.ShapeDtypeStruct, record: Any) -> HostSteps:
@@ -179,6 +180,10 @@ class HostPopulation(Population):
                           field("episode_done"), field("episode_return"), field("episode_length"))
         return learn(state, self.place(steps), hparams)
 
+    def _steps(self, t: int) -> Any:
+        """Step index `t` for every member, placed like the population's other inputs."""
+        return self.place(np.full(self.num_members, t, np.int32))
+
     def take_env_seconds(self) -> float | None:
         """Seconds spent waiting on env stepping since the last call."""
         seconds, self._env_seconds = self._env_seconds, 0.0
@@ -193,12 +198,12 @@ class HostPopulation(Population):
         seeds = np.stack([np.random.SeedSequence([int(x) for x in row]).generate_state(self.eval_episodes)
                           for row in raw]).astype(np.int64)
         obs = self._by_member(self.eval_env.reset(seeds.reshape(-1)))
-        act = self._compiled_fn("eval_act", self._eval_act, state, self.place(obs), self.place(keys))
+        keys = self.place(keys)
+        act = self._compiled_fn("eval_act", self._eval_act, state, self.place(obs), keys, self._steps(0))
         finished = np.zeros(seeds.size, bool)
         returns, partial = np.zeros(seeds.size), np.zeros(seeds.size)
         for t in range(self.eval_max_steps):
-            step_keys = self.place(jax.vmap(lambda k: jax.random.fold_in(k, t))(keys))
-            action = np.asarray(act(state, self.place(obs), step_keys))
+            action = np.asarray(act(state, self.place(obs), keys, self._steps(t)))
             result = self.eval_env.step(action.reshape((-1,) + action.shape[2:]))
             first_end = result.episode_done & ~finished
             returns[first_end] = result.episode_return[first_end]

@@ -10,6 +10,7 @@ the step an episode ends.
 
 from __future__ import annotations
 
+import abc
 import difflib
 from typing import Any, NamedTuple
 
@@ -37,34 +38,37 @@ class HostStep(NamedTuple):
     episode_length: np.ndarray
 
 
-class HostVecEnv:
-    """The interface the host training loop uses; both backends implement the abstract part
-    (`reset`, `step_async`, `step_wait`, `close`) and inherit the rest."""
+class HostVecEnv(abc.ABC):
+    """The interface the host training loop uses: both backends implement the abstract
+    methods and inherit `step` and the context manager."""
 
     num_envs: int
     env_id: str
     max_episode_steps: int | None
 
+    @abc.abstractmethod
     def observation_space(self, params: Any = None) -> Any:
-        raise NotImplementedError
+        """One env's observation space, as a gymnax space."""
 
+    @abc.abstractmethod
     def action_space(self, params: Any = None) -> Any:
-        raise NotImplementedError
+        """One env's action space, as a gymnax space."""
 
+    @abc.abstractmethod
     def reset(self, seeds: np.ndarray) -> np.ndarray:
         """Resets every env with its own seed (an int per env); returns first observations."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step_async(self, actions: np.ndarray) -> None:
         """Hands the actions over and returns at once; `step_wait` collects the step."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step_wait(self) -> HostStep:
-        raise NotImplementedError
+        """Waits for the step `step_async` started (same-step auto-reset, `final_obs` kept)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Stops whatever steps the envs; safe to call twice."""
-        raise NotImplementedError
 
     def step(self, actions: np.ndarray) -> HostStep:
         """`step_async` then `step_wait`: one synchronous step of every env."""
