@@ -103,35 +103,48 @@ def build(system: str, env_id: str, num_envs: int, workers: int, seed: int) -> S
     raise ValueError(f"unknown system {system!r}")
 
 
-def measure(system: str, env_id: str, num_envs: int, workers: int, steps: int, warmup: int,
-            repeats: int, seed: int = 0) -> dict[str, Any]:
-    """Steady batched-step throughput of one system: warm-up untimed, then `repeats` windows."""
+def measure(systems: list[str], env_id: str, num_envs: int, workers: int, steps: int, warmup: int,
+            repeats: int, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Steady batched-step throughput of each system: warm-up untimed, then `repeats` windows.
+    Several systems in one process take turns window by window, so a drifting machine load
+    hits them alike and the per-window ratios stay fair."""
     import gymnasium
 
     probe = gymnasium.make(env_id)
     actions = random_actions(probe.action_space, warmup + repeats * steps, num_envs, seed)
     probe.close()
-    preload(system)
-    start = time.perf_counter()
-    step, close = build(system, env_id, num_envs, workers, seed)
-    setup = time.perf_counter() - start
+    built, setup = {}, {}
     try:
-        for action in actions[:warmup]:
-            step(action)
-        windows = []
-        for r in range(repeats):
-            begin = time.perf_counter()
-            for action in actions[warmup + r * steps: warmup + (r + 1) * steps]:
+        for system in systems:
+            preload(system)
+            start = time.perf_counter()
+            built[system] = build(system, env_id, num_envs, workers, seed)
+            setup[system] = time.perf_counter() - start
+        for step, _ in built.values():
+            for action in actions[:warmup]:
                 step(action)
-            windows.append(steps * num_envs / (time.perf_counter() - begin))
+        windows: dict[str, list[float]] = {system: [] for system in systems}
+        for r in range(repeats):
+            for system, (step, _) in built.items():
+                begin = time.perf_counter()
+                for action in actions[warmup + r * steps: warmup + (r + 1) * steps]:
+                    step(action)
+                windows[system].append(steps * num_envs / (time.perf_counter() - begin))
     finally:
-        close()
-    return {"steady_sps": statistics.median(windows), "window_sps": windows, "setup_seconds": setup}
+        for _, close in built.values():
+            close()
+    results = {system: {"steady_sps": statistics.median(windows[system]), "window_sps": windows[system],
+                        "setup_seconds": setup[system]} for system in systems}
+    if len(systems) == 2:  # the second against the first, window by window
+        first, second = systems
+        results[second]["paired_ratio"] = statistics.median(
+            b / a for a, b in zip(windows[first], windows[second]))
+    return results
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    """Measures one (system, num_envs, workers) row in this process; prints one JSON line."""
-    result = measure(args.worker, args.env, args.worker_num_envs, args.worker_workers,
+    """Measures one (systems, num_envs, workers) entry in this process; prints one JSON line."""
+    result = measure(args.worker.split(","), args.env, args.worker_num_envs, args.worker_workers,
                      steps_for(args, args.worker_num_envs), args.warmup, args.repeats)
     print(common.RESULT_PREFIX + json.dumps(result), flush=True)
 
@@ -152,24 +165,27 @@ def machine_info() -> dict[str, Any]:
             "versions": {name: common.package_version(name) for name in VERSIONS}}
 
 
-def measure_in_subprocess(args: argparse.Namespace, system: str, num_envs: int, workers: int) -> dict[str, Any]:
-    """Runs one row in a fresh Python process; returns its result or an error record."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", system, "--env", args.env,
+def measure_in_subprocess(args: argparse.Namespace, systems: str, num_envs: int,
+                          workers: int) -> list[dict[str, Any]]:
+    """Runs one entry (one system, or comma-joined systems measured in turns) in a fresh
+    Python process; returns a row per system, with its result or an error record."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", systems, "--env", args.env,
                "--worker-num-envs", str(num_envs), "--worker-workers", str(workers),
                "--steps", str(args.steps), "--env-steps", str(args.env_steps),
                "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
-    record: dict[str, Any] = {"system": system, "num_envs": num_envs,
-                              "workers": workers if system == "pool" else None,
-                              "steps_per_window": steps_for(args, num_envs)}
+    records = [{"system": system, "num_envs": num_envs, "workers": workers if system == "pool" else None,
+                "steps_per_window": steps_for(args, num_envs)} for system in systems.split(",")]
     try:
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        return {**record, "status": "timeout", "error": f"no result within {args.timeout:.0f} s"}
+        return [{**r, "status": "timeout", "error": f"no result within {args.timeout:.0f} s"} for r in records]
     lines = [line for line in done.stdout.splitlines() if line.startswith(common.RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        return {**record, "status": "error", "error": f"exit {done.returncode}: " + " | ".join(tail)}
-    return {**record, **json.loads(lines[-1][len(common.RESULT_PREFIX):]), "status": "ok"}
+        return [{**r, "status": "error", "error": f"exit {done.returncode}: " + " | ".join(tail)}
+                for r in records]
+    results = json.loads(lines[-1][len(common.RESULT_PREFIX):])
+    return [{**r, **results[r["system"]], "status": "ok"} for r in records]
 
 
 def sps_of(rows: list[dict[str, Any]], system: str, num_envs: int) -> float | None:
@@ -187,6 +203,8 @@ def ratio_cell(row: dict[str, Any], rows: list[dict[str, Any]], baseline: str) -
     other = sps_of(rows, baseline, row["num_envs"])
     if row["system"] != mine or row.get("status") != "ok" or not other:
         return "–"
+    if "paired_ratio" in row:  # measured in turns with the baseline: the median window ratio
+        return f"{row['paired_ratio']:.2f}×"
     return f"{row['steady_sps'] / other:.2f}×"
 
 
@@ -217,18 +235,28 @@ def render_markdown(machine: dict[str, Any], args: argparse.Namespace, rows: lis
     lines += ["", "Setup s: building the batch and its first reset (imports excluded; GymnasiumPool's "
               "spawned workers each import jaxrl and gymnasium). gymnasium's vector envs use their "
               "default next-step auto-reset; jaxrl's backends reset in the same step. Every row runs "
-              "in a fresh subprocess."]
+              "in a fresh subprocess, except that raw EnvPool and EnvPoolBatch share one and take "
+              "turns window by window; their ratio is the median of the per-window ratios."]
     return "\n".join(lines) + "\n"
 
 
+PAIRED = ("envpool", "envpool-batch")  # measured in one process, in turns
+
+
 def plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:
-    """The rows to measure as (system, num_envs, workers), systems interleaved at each size."""
-    rows = []
+    """The entries to measure as (systems, num_envs, workers), systems interleaved at each size;
+    raw EnvPool and EnvPoolBatch form one entry when both are asked for."""
+    paired = all(system in args.systems for system in PAIRED)
+    entries = []
     for num_envs in args.num_envs:
         for system in args.systems:
+            if paired and system in PAIRED:
+                if system == PAIRED[0]:
+                    entries.append((",".join(PAIRED), num_envs, 0))
+                continue
             for workers in (args.workers if system == "pool" else [0]):
-                rows.append((system, num_envs, workers))
-    return rows
+                entries.append((system, num_envs, workers))
+    return entries
 
 
 def run_benchmark(args: argparse.Namespace) -> None:
@@ -240,10 +268,11 @@ def run_benchmark(args: argparse.Namespace) -> None:
     for system, num_envs, workers in plan(args):
         print(f"[{time.strftime('%H:%M:%S')}] {system} num_envs={num_envs}"
               + (f" workers={workers}" if system == "pool" else "") + " ...", file=sys.stderr, flush=True)
-        rows.append(measure_in_subprocess(args, system, num_envs, workers))
-        last = rows[-1]
-        print(f"    {last['status']}: " + (f"{last['steady_sps']:,.0f} SPS" if last["status"] == "ok"
-                                           else last.get("error", "")), file=sys.stderr, flush=True)
+        for last in measure_in_subprocess(args, system, num_envs, workers):
+            rows.append(last)
+            print(f"    {last['system']} {last['status']}: " + (
+                f"{last['steady_sps']:,.0f} SPS" if last["status"] == "ok" else last.get("error", "")),
+                file=sys.stderr, flush=True)
         (out_dir / f"{OUTPUT_NAME}.md").write_text(render_markdown(machine, args, rows))
         (out_dir / f"{OUTPUT_NAME}.json").write_text(json.dumps(
             {"machine": machine, "args": {k: v for k, v in vars(args).items() if not k.startswith("worker")},
@@ -266,7 +295,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed windows per row (median reported)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per row")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cpu-2core"))
-    parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # a system, or comma-joined systems
     parser.add_argument("--worker-num-envs", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker-workers", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -42,11 +42,12 @@ def test_spaces_and_step_record_match_the_gymnasium_backend():
 
 
 @pytest.mark.timeout(60)
-def test_same_step_auto_reset_and_episode_statistics():
+@pytest.mark.parametrize("standby", [0, 1, None])  # no standby env, fewer than the ends, default
+def test_same_step_auto_reset_and_episode_statistics(standby):
     num_envs, steps = 4, 400
     returns, lengths = np.zeros(num_envs), np.zeros(num_envs, int)
     ends = 0
-    with EnvPoolBatch(ENV_ID, num_envs, seed=7) as env:
+    with EnvPoolBatch(ENV_ID, num_envs, seed=7, standby=standby) as env:
         obs = env.reset(np.arange(num_envs) + 7)
         np.testing.assert_allclose(obs[:, 1], START_Y, atol=0.05)
         for actions in random_actions(num_envs, steps):
@@ -69,8 +70,12 @@ def test_same_step_auto_reset_and_episode_statistics():
 
 
 @pytest.mark.timeout(60)
-def test_time_limit_truncates_and_restarts():
-    with EnvPoolBatch(ENV_ID, 2, kwargs={"max_episode_steps": 10}) as env:
+@pytest.mark.parametrize("standby", [0, 1, 2])
+def test_time_limit_truncates_and_restarts(standby):
+    """Both envs end together every 10 steps: standby envs take over (and the ended envs are
+    reset during the next step to stand by in turn) or, when too few stand by, a synchronous
+    reset restarts them; either way every new episode starts at step 0."""
+    with EnvPoolBatch(ENV_ID, 2, standby=standby, kwargs={"max_episode_steps": 10}) as env:
         assert env.max_episode_steps == 10
         env.reset(np.array([0, 1]))
         for t, actions in enumerate(np.zeros((25, 2), int), 1):  # no thrust: no crash in 25 steps
