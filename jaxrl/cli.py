@@ -26,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--devices", type=int,
                        help="devices to shard the population over (default: all; on a CPU-only "
                             "machine, one CPU device per core)")
+    train.add_argument("--max-population-chunk", type=int, metavar="N",
+                       help="at most N members per compiled call; a larger population runs as "
+                            "sub-populations one after another (default: as many as fit in memory)")
+    train.add_argument("--memory-limit", metavar="SIZE",
+                       help="plan the population for this much device memory (e.g. 512MiB, 8GiB) "
+                            "instead of what the devices report")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run from its checkpoint")
@@ -86,6 +92,27 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+SIZE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+              "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def parse_size(text: str) -> int:
+    """`512MiB`, `8GiB`, `2e9` -> bytes; a ConfigError naming the accepted forms otherwise."""
+    import re
+
+    from jaxrl.errors import ConfigError
+
+    match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else None
+    try:
+        value = float(match.group(1)) * SIZE_UNITS[unit] if match else None
+    except (KeyError, ValueError):
+        value = None
+    if value is None or value <= 0:
+        raise ConfigError(f"--memory-limit {text!r} is not a size; use e.g. 512MiB, 8GiB or a byte count")
+    return int(value)
+
+
 def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     for flag, key in ((args.seeds, "seeds"), (args.seed, "seed")):
@@ -123,8 +150,12 @@ def _train(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"--devices {args.devices} asks for more devices than the "
                           f"{jax.device_count()} {jax.default_backend()} device(s) found")
+    if args.max_population_chunk is not None and args.max_population_chunk < 1:
+        raise ConfigError(f"--max-population-chunk must be at least 1, got {args.max_population_chunk}")
     devices = jax.devices()[: args.devices] if args.devices else None
-    summary = train(config, run_dir, progress=not args.no_progress, devices=devices, resume=resume)
+    summary = train(config, run_dir, progress=not args.no_progress, devices=devices, resume=resume,
+                    max_members_per_call=args.max_population_chunk,
+                    memory_limit=parse_size(args.memory_limit) if args.memory_limit else None)
     print(format_summary(summary))
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from jaxrl import sweep as sweep_lib
 from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.envs.host import BACKENDS
 from jaxrl.errors import ConfigError
@@ -113,6 +114,9 @@ class Config:
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     loggers: tuple[str, ...] = ()  # extra viewers: tensorboard, wandb; metrics.csv is always written
     wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
+    # dotted key -> values (or {low, high, num, log}); `static:` for keys that change the
+    # program. See jaxrl.sweep.
+    sweep: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [name for name in self.loggers if name not in KNOWN_LOGGERS]
@@ -225,9 +229,39 @@ def _algo_config(data: Any) -> Any:
 
 
 def from_dict(data: dict) -> Config:
-    """Validates a plain mapping (as parsed from YAML) into a `Config`."""
+    """Validates a plain mapping (as parsed from YAML) into a `Config`; a sweep's every value
+    is validated as it would be in a single run."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+    algo_data = data.get("algo")
+    if isinstance(algo_data, dict) and algo_data.get("name") in ALGOS:
+        data = sweep_lib.lift_inline_lists(data, sweep_lib.scalar_fields(ALGOS[algo_data["name"]].Config))
+    config = _single(data)
+    if not config.sweep:
+        return config
+    vmapped, static = sweep_lib.split(config.sweep)
+    base = {k: v for k, v in data.items() if k != "sweep"}
+
+    def validated(key: str, values: list) -> list:  # each value as its single run reads it
+        return [_read(_single(sweep_lib.with_values(base, {key: value})), key) for value in values]
+
+    vmapped = {key: validated(key, values) for key, values in vmapped.items()}
+    static = {key: validated(key, values) for key, values in static.items()}
+    sweep_lib.check({**vmapped, sweep_lib.STATIC: static},
+                    sweep_lib.vmappable_keys(ALGOS[config.algo.name], config.env.normalize_reward))
+    return dataclasses.replace(config, sweep={**vmapped, **({sweep_lib.STATIC: static} if static else {})})
+
+
+def _read(config: Any, key: str) -> Any:
+    """The value of dotted `key` in a config, as plain YAML-ready data."""
+    value = config
+    for part in key.split("."):
+        value = value[part] if isinstance(value, dict) else getattr(value, part)
+    return to_dict(value)
+
+
+def _single(data: dict) -> Config:
+    """A `Config` from a mapping, the sweep section taken as it is."""
     data = dict(data)
     algo = _algo_config(data.pop("algo", None))
     config = _build(Config, data, "")

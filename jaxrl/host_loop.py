@@ -46,10 +46,10 @@ class HostPopulation(Population):
     def __init__(self, algo: Algorithm, num_members: int, *, open_env: Callable[[int], HostVecEnv],
                  observation_space: Any, envs_per_member: int, seed: int = 0, eval_episodes: int = 0,
                  eval_max_steps: int = 1000, deterministic: bool = True,
-                 devices: Sequence[Any] | None = None):
+                 devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None):
         if algo.host is None:
             raise ConfigError(f"{algo.name} cannot train on host envs (it has no host hooks)")
-        super().__init__(algo, num_members, devices=devices)
+        super().__init__(algo, num_members, devices=devices, pad=False, seed_index=seed_index)  # no padding: it would step envs for no one
         self.hooks, self.open_env, self.seed = algo.host, open_env, seed
         self.observation_space = observation_space
         self.envs_per_member, self.eval_episodes = envs_per_member, eval_episodes
@@ -89,8 +89,8 @@ class HostPopulation(Population):
         """Fresh episodes in every training env; GRPO-style groups share a seed."""
         groups = max(self.hooks.reset_groups, 1)
         count = self.envs_per_member // groups
-        seeds = np.stack([np.repeat(env_seeds(self.seed, stream, m, index, count), groups)
-                          for m in range(self.num_members)])
+        seeds = np.stack([np.repeat(env_seeds(self.seed, stream, int(m), index, count), groups)
+                          for m in self.seed_index])  # a member's envs follow its seed, not its setting
         self._obs = self._by_member(self._open().reset(seeds.reshape(-1)))
 
     def close(self) -> None:

@@ -87,14 +87,28 @@ class MemoryPlan(NamedTuple):
                 f"{copies} = {_size(self.total)}{room}")
 
 
-def plan(algo: Algorithm, members: int, devices: Sequence[Any] | None = None) -> MemoryPlan:
-    """Measures one member's state and sets it against the free memory of `devices`."""
+def plan(algo: Algorithm, members: int, devices: Sequence[Any] | None = None,
+         limit: int | None = None) -> MemoryPlan:
+    """Measures one member's state and sets it against the free memory of `devices` (or
+    against `limit` bytes, e.g. `--memory-limit`)."""
     devices = list(devices if devices is not None else jax.devices())
     shapes = member_state_shapes(algo)
     replay = tree_bytes(getattr(shapes, algo.replay_field)) if algo.replay_field else 0
     available, where = available_bytes(devices)
+    if limit is not None:
+        available, where = limit, "the given memory limit"
     copies = 2 if devices[0].platform == "cpu" else 1
     return MemoryPlan(members, tree_bytes(shapes), replay, available, where, copies)
+
+
+def fitting_members(memory: MemoryPlan) -> int | None:
+    """The most members that fit at once when the whole population does not (None: it fits);
+    a ConfigError when not even one member fits."""
+    if memory.available is None or memory.total <= HEADROOM * memory.available:
+        return None
+    if not memory.max_members:
+        check(memory)
+    return memory.max_members
 
 
 def check(memory: MemoryPlan) -> None:

@@ -55,8 +55,13 @@ def member_keys(seed: int, num_members: int) -> chex.Array:
 INIT_STREAM, EVAL_STREAM = 0, 1
 
 
-def stream_keys(seed: int, num_members: int, stream: int) -> chex.Array:
-    """Independent key streams per member: `INIT_STREAM` for `init`, `EVAL_STREAM` for evaluation."""
+def stream_keys(seed: int, num_members: int, stream: int,
+                seed_index: np.ndarray | None = None) -> chex.Array:
+    """Independent key streams per member: `INIT_STREAM` for `init`, `EVAL_STREAM` for evaluation.
+    With `seed_index`, member m takes the keys of seed `seed_index[m]` (members of different
+    hyperparameter settings share their seeds' keys)."""
+    if seed_index is not None:
+        return stream_keys(seed, int(np.max(seed_index)) + 1, stream)[np.asarray(seed_index)]
     return jax.vmap(lambda k: jax.random.fold_in(k, stream))(member_keys(seed, num_members))
 
 
@@ -67,11 +72,37 @@ def broadcast_hparams(hparams: Any, num_members: int) -> Any:
                         if jnp.ndim(x) == 0 else jnp.asarray(x, jnp.float32), hparams)
 
 
-def population_mesh(num_members: int, devices: Sequence[Any] | None = None) -> jax.sharding.Mesh:
-    """A 1-D mesh over as many devices as divide the population evenly."""
+def population_mesh(num_members: int, devices: Sequence[Any] | None = None,
+                    pad: bool = True) -> jax.sharding.Mesh:
+    """A 1-D mesh for a population: over every device (at most one per member) when the
+    population may be padded to a multiple of the device count, else over as many devices as
+    divide it evenly."""
     devices = list(devices if devices is not None else jax.devices())
-    count = max(d for d in range(1, len(devices) + 1) if num_members % d == 0)
-    return jax.make_mesh((count,), (AXIS,), devices=devices[:count])
+    if pad:
+        count = min(len(devices), num_members)
+    else:
+        count = max(d for d in range(1, len(devices) + 1) if num_members % d == 0)
+    # Auto axes (not jax.make_mesh's default Explicit) so that slicing off the padding members
+    # is an ordinary index, also on arrays that span processes.
+    return jax.make_mesh((count,), (AXIS,), devices=devices[:count],
+                         axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def padded_size(num_members: int, per_call: int) -> int:
+    """Members actually computed: a whole number of calls of `per_call` members each."""
+    return math.ceil(num_members / per_call) * per_call
+
+
+def pad_members(tree: Any, size: int) -> Any:
+    """Extends every leaf's leading (member) axis to `size` by repeating its last member.
+    Padding members train like the others but are never reported or saved."""
+    def pad(x):
+        missing = size - x.shape[0]
+        if missing <= 0:
+            return x
+        filler = jnp.repeat(x[-1:], missing, axis=0) if isinstance(x, jax.Array) else np.repeat(x[-1:], missing, axis=0)
+        return (jnp if isinstance(x, jax.Array) else np).concatenate([x, filler])
+    return jax.tree.map(pad, tree)
 
 
 def _reduce_chunk(sums: dict[str, chex.Array], counts: dict[str, chex.Array]) -> dict[str, chex.Array]:
@@ -93,13 +124,32 @@ class Population:
     """Compiled functions for one algorithm over `num_members` agents on a device mesh.
 
     `init`, `train_chunk` and `evaluate` are compiled once (ahead of time, so compile time
-    is measured apart from run time) and reused for every chunk.
+    is measured apart from run time) and reused for every chunk. A population that does not
+    divide the device count is padded (`pad`; padding members are computed, never reported).
+    With `max_members_per_call` below the population size, the population is split into
+    equal sub-populations that run one after another through the same compiled program
+    (each still vmapped and sharded), their states kept in host memory between calls: how a
+    population larger than device memory trains. Member results do not depend on either.
     """
 
     def __init__(self, algo: Algorithm, num_members: int, *, devices: Sequence[Any] | None = None,
-                 evaluator: Callable[[Any, chex.PRNGKey], chex.Array] | None = None):
+                 evaluator: Callable[[Any, chex.PRNGKey], chex.Array] | None = None,
+                 pad: bool = True, max_members_per_call: int | None = None,
+                 seed_index: np.ndarray | None = None):
         self.algo, self.num_members = algo, num_members
-        self.mesh = population_mesh(num_members, devices)
+        self.seed_index = np.arange(num_members) if seed_index is None else np.asarray(seed_index)
+        devices = list(devices if devices is not None else jax.devices())
+        per_call = num_members
+        if max_members_per_call is not None and max_members_per_call < num_members:
+            if not pad:
+                raise ValueError("splitting a population into calls needs pad=True")
+            width = max(1, min(len(devices), max_members_per_call))
+            calls = math.ceil(num_members / max(width, max_members_per_call // width * width))
+            per_call = math.ceil(num_members / calls)
+        self.mesh = population_mesh(per_call, devices, pad)
+        self.members_per_call = padded_size(per_call, self.mesh.size) if pad else per_call
+        self.calls = math.ceil(num_members / self.members_per_call)
+        self.padded_members = self.calls * self.members_per_call
         self.sharding = NamedSharding(self.mesh, P(AXIS))
         self.evaluator = evaluator
         self.can_evaluate = evaluator is not None
@@ -136,6 +186,11 @@ class Population:
                                                    in_specs=(spec, spec), out_specs=spec, check_vma=False))
         self._compiled: dict[str, Any] = {}
 
+    @property
+    def split(self) -> bool:
+        """Whether the population runs as several sub-populations, its state on the host."""
+        return self.calls > 1
+
     def _compiled_fn(self, name: str, fn: Any, *args: Any) -> Any:
         if name not in self._compiled:
             start = time.perf_counter()
@@ -143,32 +198,74 @@ class Population:
             self.compile_seconds += time.perf_counter() - start
         return self._compiled[name]
 
+    def _one_call(self, tree: Any) -> Any:
+        """Shapes of one call's share of a padded population tree, sharded over the mesh."""
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((self.members_per_call,) + x.shape[1:],
+                                                           x.dtype, sharding=self.sharding), tree)
+
+    def _per_call(self, name: str, fn: Any, members: tuple, shared: tuple = ()) -> Any:
+        """Runs compiled `fn` over the population: once on device-resident inputs, or (split)
+        once per sub-population, moving each share to the devices and its outputs back to
+        host arrays. `members` have a leading padded member axis; `shared` go to every call."""
+        if not self.split:
+            return self._compiled_fn(name, fn, *members, *shared)(*members, *shared)
+        compiled = self._compiled_fn(name, fn, *(self._one_call(t) for t in members), *shared)
+        outputs = []
+        for call in range(self.calls):
+            share = slice(call * self.members_per_call, (call + 1) * self.members_per_call)
+            placed = jax.device_put(jax.tree.map(lambda x: x[share], members), self.sharding)
+            outputs.append(jax.device_get(compiled(*placed, *shared)))
+        return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
+
     def abstract_state(self, keys: chex.Array, hparams: Any) -> Any:
-        """Shapes, dtypes and shardings of the state `init` would make (nothing is computed)."""
-        shapes = jax.eval_shape(self._init, self.place(keys), self.place(hparams))
-        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding),
-                            shapes)
+        """Shapes and dtypes of the real members' state, as checkpoints hold it (nothing is
+        computed). Shardings say where a restore should put it: the population's own when it
+        is unpadded, replicated over the mesh when padding follows, none (host memory) when split."""
+        keys, hparams = self.place(keys), self.place(hparams)
+        shapes = jax.eval_shape(self._init, *(self._one_call(t) for t in (keys, hparams)))
+        if self.padded_members == self.num_members:
+            sharding = self.sharding
+        else:
+            sharding = None if self.split else NamedSharding(self.mesh, P())
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct((self.num_members,) + s.shape[1:], s.dtype,
+                                                           sharding=sharding), shapes)
 
     def compile(self, state: Any, hparams: Any) -> float:
         """Compiles the chunk (and evaluation) ahead of the first call; returns total compile seconds."""
+        if self.split:
+            state, hparams = self._one_call(state), self._one_call(hparams)
         self._compiled_fn("chunk", self._chunk, state, hparams, jnp.int32(1))
         if self.evaluator is not None:
-            keys = self.place(member_keys(0, self.num_members))
+            keys = self._one_call(jax.ShapeDtypeStruct((self.padded_members, 2), jnp.uint32))
             self._compiled_fn("evaluate", self._evaluate, state, keys)
         return self.compile_seconds
 
     def place(self, tree: Any) -> Any:
-        """Puts a pytree with a leading population axis onto the mesh."""
+        """A pytree with a leading population axis, padded, on the mesh (split: in host memory)."""
+        tree = pad_members(tree, self.padded_members)
+        if self.split:
+            return jax.tree.map(lambda x: np.array(x), tree)
         return jax.device_put(tree, self.sharding)
 
+    def unpad(self, tree: Any) -> Any:
+        """The real members of a padded population tree (what is reported and saved)."""
+        if self.padded_members == self.num_members:
+            return tree
+        return jax.tree.map(lambda x: x[:self.num_members], tree)
+
+    def from_saved(self, state: Any) -> Any:
+        """A saved (unpadded) state, padded and placed for this population."""
+        if self.padded_members == self.num_members and not self.split:
+            return state
+        return self.place(jax.device_get(state))
+
     def init(self, keys: chex.Array, hparams: Any) -> Any:
-        keys, hparams = self.place(keys), self.place(hparams)
-        return self._compiled_fn("init", self._init, keys, hparams)(keys, hparams)
+        return self._per_call("init", self._init, (self.place(keys), self.place(hparams)))
 
     def train_chunk(self, state: Any, hparams: Any, num_updates: int) -> tuple[Any, dict]:
-        """Runs `num_updates` updates of every member; `state` is donated (do not reuse it)."""
-        count = jnp.int32(num_updates)
-        return self._compiled_fn("chunk", self._chunk, state, hparams, count)(state, hparams, count)
+        """Runs `num_updates` updates of every member; `state` is donated (do not reuse it).
+        Metrics come back for the padded population (`unpad` them)."""
+        return self._per_call("chunk", self._chunk, (state, hparams), (jnp.int32(num_updates),))
 
     def take_env_seconds(self) -> float | None:
         """Env-stepping seconds since the last call; None: envs step inside the program."""
@@ -178,15 +275,16 @@ class Population:
         """Frees what the population holds outside JAX (host envs); nothing here."""
 
     def evaluate(self, state: Any, keys: chex.Array) -> chex.Array:
+        """Evaluation returns of the real members, [num_members, episodes]."""
         if self.evaluator is None:
             raise ValueError("this Population was built without an evaluator")
-        keys = self.place(keys)
-        return self._compiled_fn("evaluate", self._evaluate, state, keys)(state, keys)
+        return self.unpad(self._per_call("evaluate", self._evaluate, (state, self.place(keys))))
 
 
 def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None,
         updates_per_chunk: int = 10, evaluator: Callable | None = None,
         eval_every_chunks: int = 0, devices: Sequence[Any] | None = None,
+        max_members_per_call: int | None = None, seed_index: np.ndarray | None = None,
         on_chunk: Callable[[ChunkReport], None] | None = None,
         on_start: Callable[["Population"], None] | None = None,
         restore: Callable[["Population", Any], tuple[Any, int] | None] | None = None,
@@ -202,9 +300,12 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
     abstract_state)` may return `(state, updates_done)` to continue a run from a chunk
     boundary instead of starting afresh; the continuation is bit-for-bit the same run.
     A ready `population` (e.g. `jaxrl.host_loop.HostPopulation`) replaces the default one
-    built from `algo`, `evaluator` and `devices`; `run` closes it at the end.
+    built from `algo`, `evaluator`, `devices`, `max_members_per_call` and `seed_index` (see
+    `Population`); `run` closes it at the end.
     """
-    population = population or Population(algo, num_members, devices=devices, evaluator=evaluator)
+    population = population or Population(algo, num_members, devices=devices, evaluator=evaluator,
+                                          max_members_per_call=max_members_per_call,
+                                          seed_index=seed_index)
     try:
         return _run(population, algo, num_members, seed, hparams, updates_per_chunk,
                     eval_every_chunks, on_chunk, on_start, restore, after_chunk)
@@ -217,10 +318,13 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
          on_start: Callable | None, restore: Callable | None, after_chunk: Callable | None) -> RunResult:
     hparams = population.place(broadcast_hparams(
         algo.default_hparams if hparams is None else hparams, num_members))
-    eval_keys = stream_keys(seed, num_members, EVAL_STREAM)
-    init_keys = stream_keys(seed, num_members, INIT_STREAM)
+    eval_keys = stream_keys(seed, num_members, EVAL_STREAM, population.seed_index)
+    init_keys = stream_keys(seed, num_members, INIT_STREAM, population.seed_index)
     restored = restore(population, population.abstract_state(init_keys, hparams)) if restore else None
-    state, updates_done = restored if restored else (population.init(init_keys, hparams), 0)
+    if restored:
+        state, updates_done = population.from_saved(restored[0]), restored[1]
+    else:
+        state, updates_done = population.init(init_keys, hparams), 0
     if updates_done % updates_per_chunk and updates_done < algo.num_updates:
         raise ValueError(f"a run can only continue from a chunk boundary; {updates_done} updates "
                          f"is not a multiple of {updates_per_chunk}")
@@ -237,7 +341,7 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
         count = min(updates_per_chunk, algo.num_updates - updates_done)
         start = time.perf_counter()
         state, metrics = population.train_chunk(state, hparams, count)
-        metrics = jax.device_get(metrics)
+        metrics = jax.device_get(population.unpad(metrics))
         seconds = time.perf_counter() - start
         if index == first:  # the first call still pays one-off costs (thread pools, allocation)
             seconds_first = seconds
@@ -261,10 +365,10 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
         if on_chunk is not None:
             on_chunk(report)
         if after_chunk is not None:
-            after_chunk(report, state)
+            after_chunk(report, population.unpad(state))
     if steady_seconds == 0.0 and reports:  # a single chunk: the best we have is that chunk
         steady_seconds = seconds_first
         steady_steps = (updates_done - first * updates_per_chunk) * algo.env_steps_per_update * num_members
-    return RunResult(state, reports, final_eval, population.compile_seconds,
+    return RunResult(population.unpad(state), reports, final_eval, population.compile_seconds,
                      steady_steps / steady_seconds if steady_seconds else float("nan"),
                      population.mesh.size)

@@ -86,6 +86,6 @@ def test_sharded_over_two_devices_matches_one_device():
         assert done.returncode == 0, done.stderr
         runs[devices] = json.loads(done.stdout.strip().splitlines()[-1])
     assert runs[1]["devices"] == 1 and runs[2]["devices"] == 2 and runs[2]["shards"] == 2
-    assert runs[2]["mesh_for_3"] == 1  # 3 members do not split evenly over 2 devices
+    assert runs[2]["mesh_for_3"] == 2  # 3 members are padded to 4 over both devices
     np.testing.assert_allclose(runs[1]["params"], runs[2]["params"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(runs[1]["loss"], runs[2]["loss"], rtol=1e-4, atol=1e-5)

@@ -7,6 +7,37 @@ from pathlib import Path
 import numpy as np
 
 
+def settings_curves(steps: np.ndarray, curves: dict[str, np.ndarray], path: str | Path,
+                    title: str, ylabel: str = "episode return (training)") -> Path:
+    """One line per hyperparameter setting (mean across its seeds, ±std band); each curve is
+    [points, seeds] with NaN where a seed finished no episode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
+    for i, (name, returns) in enumerate(curves.items()):
+        returns = np.asarray(returns, dtype=np.float64)
+        keep = ~np.all(np.isnan(returns), axis=1)
+        x, returns = np.asarray(steps)[keep], returns[keep]
+        mean, std = np.nanmean(returns, 1), np.nanstd(returns, 1)
+        color = plt.get_cmap("tab10" if len(curves) <= 10 else "viridis")(i if len(curves) <= 10 else i / len(curves))
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
+        ax.plot(x, mean, color=color, linewidth=1.6, label=name or "base")
+    ax.set_xlabel("env steps per seed")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=7, ncol=1 + len(curves) // 12)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def learning_curve(steps: np.ndarray, returns: np.ndarray, path: str | Path, title: str,
                    ylabel: str = "episode return (training)") -> Path:
     """Mean across seeds with a ±std band and a min–max band; `returns` is [points, seeds].

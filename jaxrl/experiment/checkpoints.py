@@ -14,10 +14,21 @@ import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
 from jaxrl.errors import JaxrlError
+
+
+def host_target(leaf: Any) -> Any:
+    """What orbax restores a leaf into: a host numpy array when the leaf names no sharding
+    (a population split into sub-populations keeps its state in host memory)."""
+    if isinstance(leaf, jax.ShapeDtypeStruct) and leaf.sharding is None \
+            and not jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return np.zeros(leaf.shape, leaf.dtype)
+    return leaf
 
 
 class CheckpointError(JaxrlError):
@@ -58,8 +69,11 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def restore(self, step: int, abstract_state: Any) -> Restored:
+        """Restores checkpoint `step` into the shapes (and shardings) of `abstract_state`;
+        leaves without a sharding come back as host numpy arrays."""
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), progress=ocp.args.JsonRestore()))
+            state=ocp.args.StandardRestore(jax.tree.map(host_target, abstract_state)),
+            progress=ocp.args.JsonRestore()))
         return Restored(step, restored["state"], dict(restored["progress"]))
 
     def restore_latest(self, abstract_state: Any) -> Restored:

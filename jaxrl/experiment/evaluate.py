@@ -12,6 +12,7 @@ import numpy as np
 
 from jaxrl import config as config_lib
 from jaxrl import population
+from jaxrl import sweep as sweep_lib
 from jaxrl.analysis import aggregate
 from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.config import Config
@@ -40,18 +41,23 @@ def load_run(run_dir: Path, *, episodes: int | None = None, deterministic: bool 
     if deterministic is not None:
         changes["deterministic"] = deterministic
     config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, **changes))
-    if seed_index is not None and not 0 <= seed_index < config.seeds:
-        raise ConfigError(f"--seed-index {seed_index} is out of range: the run has seeds "
-                          f"0..{config.seeds - 1}")
+    if sweep_lib.split(config.sweep)[1]:
+        raise RunDirError(f"{run_dir} is a sweep over static fields: one run folder per program "
+                          f"inside it; evaluate one of those (e.g. {run_dir}/<program>)")
+    lay = sweep_lib.layout(config)
+    if seed_index is not None and not 0 <= seed_index < lay.members:
+        raise ConfigError(f"--seed-index {seed_index} is out of range: the run has members "
+                          f"0..{lay.members - 1}")
     built = build(config)
     pop = make_population(config, built, devices)
-    hparams = population.broadcast_hparams(built.algo.default_hparams, config.seeds)
-    abstract = pop.abstract_state(population.stream_keys(config.seed, config.seeds, 0), hparams)
+    hparams = population.broadcast_hparams(built.algo.default_hparams, lay.members)
+    abstract = pop.abstract_state(population.stream_keys(config.seed, lay.members, 0), hparams)
     checkpointer = Checkpointer(run_dir / "checkpoints", read_only=True)
     try:
         restored = checkpointer.restore_latest(abstract)
     finally:
         checkpointer.close()
+    restored = restored._replace(state=pop.from_saved(restored.state))
     return LoadedRun(config, built, pop, restored)
 
 
@@ -66,7 +72,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None,
     run_dir = Path(run_dir)
     config, built, pop, restored = load_run(run_dir, episodes=episodes, deterministic=deterministic,
                                             seed_index=seed_index, devices=devices)
-    eval_keys = population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)
+    eval_keys = population.stream_keys(config.seed, pop.num_members, population.EVAL_STREAM, pop.seed_index)
     chunk = int(restored.progress.get("chunk", 0))
     keys = jax.vmap(lambda k: jax.random.fold_in(k, chunk))(eval_keys)
     try:
@@ -74,7 +80,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None,
     finally:
         pop.close()
     per_seed = returns.mean(axis=1)
-    chosen = list(range(config.seeds)) if seed_index is None else [seed_index]
+    chosen = list(range(pop.num_members)) if seed_index is None else [seed_index]
     result = {
         "run_dir": str(run_dir), "checkpoint_update": restored.step,
         "env_steps_per_seed": restored.progress.get("env_steps"),
@@ -129,7 +135,9 @@ def _member_policy(config: Config, algo: Any, state: Any, seed_index: int):
     params = jax.tree.map(lambda x: np.asarray(x)[seed_index], algo.policy_params(state))
     act = jax.jit(algo.act, static_argnums=3)
     explain = jax.jit(algo.explain) if algo.explain is not None else None
-    key = jax.random.fold_in(population.stream_keys(config.seed, config.seeds, population.EVAL_STREAM)[seed_index], 2**20)
+    lay = sweep_lib.layout(config)
+    keys = population.stream_keys(config.seed, lay.members, population.EVAL_STREAM, lay.seed_index)
+    key = jax.random.fold_in(keys[seed_index], 2**20)
     return params, act, explain, key
 
 
@@ -230,7 +238,7 @@ def record_videos(run_dir: str | Path, *, seed_index: int | None = None,
     config, algo = loaded.config, loaded.built.algo
     check_renderer(config)  # fails before any episode is played
     state = jax.device_get(loaded.restored.state)  # once, not once per member played
-    seeds = range(config.seeds) if seed_index is None else [seed_index]
+    seeds = range(sweep_lib.layout(config).members) if seed_index is None else [seed_index]
     episodes = [(i, *play_episode(config, algo, state, i, max_steps)) for i in seeds]
     best, rows, states = max(episodes, key=lambda e: e[1][-1]["return"])
     prefix = "best_" if seed_index is None else ""

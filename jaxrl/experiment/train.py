@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -11,10 +12,11 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from jaxrl import buffers, memory, population
+from jaxrl import sweep as sweep_lib
 from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.algos.base import Algorithm
 from jaxrl.analysis import aggregate
-from jaxrl.analysis.plots import learning_curve
+from jaxrl.analysis.plots import learning_curve, settings_curves
 from jaxrl import config as config_lib
 from jaxrl.config import Config, dump
 from jaxrl.errors import ConfigError, RunDirError
@@ -85,11 +87,14 @@ def build(config: Config) -> Built:
     return Built(algo, env_params, evaluator, updates_per_chunk, eval_every, spec)
 
 
-def make_population(config: Config, built: Built, devices: Sequence[Any] | None = None
-                    ) -> population.Population:
-    """The population driver for `built`: compiled env steps, or host envs in workers."""
+def make_population(config: Config, built: Built, devices: Sequence[Any] | None = None,
+                    max_members_per_call: int | None = None) -> population.Population:
+    """The population driver for `built` (every setting x seed of the config's sweep):
+    compiled env steps, or host envs in workers."""
+    lay = sweep_lib.layout(config)
     if built.host is None:
-        return population.Population(built.algo, config.seeds, devices=devices, evaluator=built.evaluator)
+        return population.Population(built.algo, lay.members, devices=devices, evaluator=built.evaluator,
+                                     max_members_per_call=max_members_per_call, seed_index=lay.seed_index)
     from jaxrl.host_loop import HostPopulation
 
     spec = built.host
@@ -99,11 +104,29 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
                              timeout=config.env.step_timeout, seed=config.seed)
 
     return HostPopulation(
-        built.algo, config.seeds, open_env=open_env, observation_space=spec.observation_space,
+        built.algo, lay.members, seed_index=lay.seed_index, open_env=open_env, observation_space=spec.observation_space,
         envs_per_member=config.env.num_envs * getattr(config.algo, "group_size", 1),
         seed=config.seed, eval_episodes=config.eval.episodes,
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
         deterministic=config.eval.deterministic, devices=devices)
+
+
+def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPlan,
+                     requested: int | None) -> int | None:
+    """How many members one compiled call may hold: `requested` (--max-population-chunk), or
+    as many as fit in memory, or None when the whole population fits."""
+    if built.host is not None:  # host envs: the population is one call; refuse what cannot fit
+        memory.check(memory_plan)
+        return requested
+    if requested is not None:
+        return requested
+    fitting = memory.fitting_members(memory_plan)
+    if fitting is None:
+        return None
+    print(f"jaxrl: {memory_plan.describe()}: too much for one program, so the population runs "
+          f"in sub-populations of at most {fitting} members, one after another "
+          f"(--max-population-chunk overrides)", file=sys.stderr)
+    return fitting
 
 
 class _Progress:
@@ -132,12 +155,15 @@ class _Progress:
         self.bar.close()
 
 
-def _metric_rows(report: population.ChunkReport, num_members: int, sps: float) -> list[dict[str, Any]]:
+def _metric_rows(report: population.ChunkReport, lay: sweep_lib.Layout, sps: float) -> list[dict[str, Any]]:
+    """One row per member: its seed (and, in a sweep, its setting), metrics and evaluation."""
     eval_mean = None if report.eval_returns is None else report.eval_returns.mean(axis=1)
     rows = []
-    for member in range(num_members):
+    for member in range(lay.members):
         row: dict[str, Any] = {"env_steps": report.env_steps, "update": report.updates_done,
-                               "seed": member}
+                               "seed": int(lay.seed_index[member])}
+        if lay.swept:
+            row["setting"] = lay.setting_of(member).name
         row.update({name: float(values[member]) for name, values in sorted(report.metrics.items())})
         row["sps"] = round(sps, 1)
         row["eval_return"] = float("nan") if eval_mean is None else float(eval_mean[member])
@@ -158,31 +184,50 @@ def _score(report: population.ChunkReport) -> float:
     return float(np.nanmean(values)) if values is not None and not np.all(np.isnan(values)) else -np.inf
 
 
-def _curve_from_csv(path: Path, members: int) -> tuple[np.ndarray, np.ndarray]:
-    """Env steps and per-member training returns [points, members] from metrics.csv."""
+def _curves_from_csv(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Env steps and, per setting ("" without a sweep), training returns [points, seeds]."""
     rows = read_metrics(path)
     steps = sorted({int(row["env_steps"]) for row in rows})
     index = {step: i for i, step in enumerate(steps)}
-    returns = np.full((len(steps), members), np.nan)
+    seeds = 1 + max((int(row["seed"]) for row in rows), default=0)
+    curves: dict[str, np.ndarray] = {}
     for row in rows:
+        curve = curves.setdefault(row.get("setting", ""), np.full((len(steps), seeds), np.nan))
         if row.get("episode_return"):
-            returns[index[int(row["env_steps"])], int(row["seed"])] = float(row["episode_return"])
-    return np.array(steps), returns
+            curve[index[int(row["env_steps"])], int(row["seed"])] = float(row["episode_return"])
+    return np.array(steps), curves
+
+
+def _setting_summaries(settings: list[tuple[sweep_lib.Setting, np.ndarray]]) -> list[dict[str, Any]]:
+    """Each setting's final evaluation statistics, best IQM first, with its rank."""
+    rows = [{"setting": s.name, "values": s.values, "per_seed": [round(float(x), 3) for x in finals],
+             **aggregate(finals)} for s, finals in settings]
+    rows.sort(key=lambda row: -row["iqm"])
+    return [{"rank": rank, **row} for rank, row in enumerate(rows, 1)]
 
 
 def train(config: Config, run_dir: str | Path, *, progress: bool = True,
-          devices: Sequence[Any] | None = None, resume: bool = False) -> dict[str, Any]:
-    """Trains `config.seeds` members, writes the run folder and returns the summary.
+          devices: Sequence[Any] | None = None, resume: bool = False,
+          max_members_per_call: int | None = None, memory_limit: int | None = None) -> dict[str, Any]:
+    """Trains `config.seeds` members of every setting of the config's sweep, writes the run
+    folder and returns the summary.
 
     Everything that can be wrong with the config (env id, action space, shapes) is checked
     by `build` before the run folder is created, so a bad config leaves nothing behind.
     With `resume=True`, `run_dir` is an interrupted run of this same config: training
     continues from its newest readable checkpoint, and metrics.csv loses the rows logged
     after that checkpoint, so the finished folder equals an uninterrupted run's.
+    A sweep over static fields trains one program per static setting, each in its own
+    folder inside `run_dir` (see `train_static_sweep`). `max_members_per_call` caps the
+    members of one compiled call (default: as many as fit in memory, or `memory_limit` bytes).
     """
+    if sweep_lib.split(config.sweep)[1]:
+        return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
+                                  max_members_per_call=max_members_per_call, memory_limit=memory_limit)
     built = build(config)
-    memory_plan = memory.plan(built.algo, config.seeds, devices)
-    memory.check(memory_plan)
+    lay = sweep_lib.layout(config)
+    memory_plan = memory.plan(built.algo, lay.members, devices, memory_limit)
+    per_call = members_per_call(config, built, memory_plan, max_members_per_call)
     require_loggers(config.loggers)
     if config.eval.video:
         from jaxrl.experiment.evaluate import check_renderer
@@ -193,7 +238,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         create_run_dir(run_dir)
         (run_dir / "config.yaml").write_text(dump(config))
     metrics_path, timings = run_dir / "metrics.csv", run_dir / "timings.jsonl"
-    algo, members = built.algo, config.seeds
+    algo, members = built.algo, lay.members
     checkpointer = Checkpointer(run_dir / "checkpoints", config.checkpoint.keep_last,
                                 config.checkpoint.keep_best)
     checkpoint_every = _checkpoint_every_chunks(config, built)
@@ -226,14 +271,16 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
 
     def on_start(pop: population.Population) -> None:
         append_jsonl(timings, {"event": "init", "compile_seconds": round(pop.compile_seconds, 3),
-                               "devices": pop.mesh.size, "state_bytes": memory_plan.member_bytes * members,
+                               "devices": pop.mesh.size, "members": members,
+                               "padded_members": pop.padded_members, "calls_per_chunk": pop.calls,
+                               "state_bytes": memory_plan.member_bytes * members,
                                "replay_bytes": memory_plan.replay_bytes * members})
 
     def on_chunk(report: population.ChunkReport) -> None:
         updates = report.updates_done - last_updates[0]
         last_updates[0] = report.updates_done
         sps = updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9)
-        metrics_writer.write(_metric_rows(report, members, sps))
+        metrics_writer.write(_metric_rows(report, lay, sps))
         split = {} if report.env_seconds is None else {  # host envs: stepping vs device work
             "env_seconds": round(report.env_seconds, 4),
             "device_seconds": round(report.seconds - report.env_seconds, 4)}
@@ -278,7 +325,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
             algo, members, seed=config.seed, updates_per_chunk=built.updates_per_chunk,
             eval_every_chunks=built.eval_every_chunks, on_chunk=on_chunk, on_start=on_start,
             restore=restore, after_chunk=after_chunk,
-            population=make_population(config, built, devices))
+            hparams=sweep_lib.stacked_hparams(config, lay) if lay.swept else None,
+            population=make_population(config, built, devices, per_call))
     finally:
         bar.close()
         checkpointer.close()
@@ -290,7 +338,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
 
     final = result.final_eval_returns.mean(axis=1)
     summary = {
-        "env": config.env.id, "algo": config.algo.name, "seeds": members,
+        "env": config.env.id, "algo": config.algo.name, "seeds": config.seeds,
         "total_env_steps_per_seed": result.reports[-1].env_steps,
         "final_eval": {"episodes_per_seed": config.eval.episodes,
                        "deterministic": config.eval.deterministic,
@@ -298,20 +346,92 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         "steady_sps": result.steady_sps, "compile_seconds": result.compile_seconds,
         "wall_seconds": wall, "devices": result.num_devices, "versions": environment_versions(),
     }
+    if lay.swept:  # each setting's own statistics, ranked; final_eval covers every member
+        summary["settings"] = _setting_summaries(
+            [(s, final[lay.members_of(i)]) for i, s in enumerate(lay.settings)])
     write_json(run_dir / "summary.json", summary)
-    steps, returns = _curve_from_csv(metrics_path, members)
-    learning_curve(steps, returns, run_dir / "plots" / "learning_curve.png",
-                   title=f"{config.algo.name.upper()} on {config.env.id} ({members} seeds)")
+    _plot_curves(run_dir, config, members_plot_title(config, lay))
+    summary["run_dir"] = str(run_dir)
+    return summary
+
+
+def members_plot_title(config: Config, lay: sweep_lib.Layout) -> str:
+    settings = f" x {len(lay.settings)} settings" if lay.swept else ""
+    return f"{config.algo.name.upper()} on {config.env.id} ({config.seeds} seeds{settings})"
+
+
+def _plot_curves(run_dir: Path, config: Config, title: str, folders: Sequence[Path] = ()) -> None:
+    """plots/learning_curve.png from metrics.csv (or the program folders' metrics.csv files):
+    one line per setting."""
+    steps, curves = None, {}
+    for folder in folders or [run_dir]:
+        steps, found = _curves_from_csv(folder / "metrics.csv")
+        prefix = "" if not folders else folder.name
+        curves.update({",".join(x for x in (prefix, name) if x): curve for name, curve in found.items()})
+    if len(curves) == 1:
+        learning_curve(steps, next(iter(curves.values())), run_dir / "plots" / "learning_curve.png", title=title)
+    else:
+        settings_curves(steps, curves, run_dir / "plots" / "learning_curve.png", title=title)
+
+
+def train_static_sweep(config: Config, run_dir: str | Path, *, progress: bool = True,
+                       devices: Sequence[Any] | None = None, resume: bool = False,
+                       max_members_per_call: int | None = None, memory_limit: int | None = None
+                       ) -> dict[str, Any]:
+    """One program per static setting, in sequence, each a complete run folder
+    `run_dir/<static setting>/` (its own vmapped settings inside); then `run_dir/summary.json`
+    ranks every setting of every program. Resuming skips finished programs and continues an
+    interrupted one."""
+    run_dir = Path(run_dir)
+    statics = sweep_lib.static_settings(config)
+    programs = [(s, sweep_lib.fixed_config(config, s.values, keep_vmapped=True)) for s in statics]
+    for _, program in programs:  # every program's config is checked before anything runs
+        build(program)
+    if not resume:
+        create_run_dir(run_dir)
+        (run_dir / "config.yaml").write_text(dump(config))
+    settings, program_rows, folders = [], [], []
+    for static, program in programs:
+        folder = run_dir / sweep_lib.folder_name(static)
+        folders.append(folder)
+        if not (folder / "summary.json").exists():
+            again = folder.exists() and interrupted(folder)
+            if folder.exists() and not again:  # stopped before its first checkpoint: start over
+                folder.rename(folder.with_name(f"{folder.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}"))
+            print(f"jaxrl: program {static.name} ({len(programs)} in sequence) in {folder}", file=sys.stderr)
+            train(program, folder, progress=progress, devices=devices, resume=again,
+                  max_members_per_call=max_members_per_call, memory_limit=memory_limit)
+        summary = json.loads((folder / "summary.json").read_text())
+        program_rows.append({"program": folder.name, "values": static.values,
+                             "steady_sps": summary["steady_sps"], "compile_seconds": summary["compile_seconds"],
+                             "wall_seconds": summary["wall_seconds"]})
+        for row in summary.get("settings") or [{"setting": "", "values": {}, "per_seed": summary["final_eval"]["per_seed"]}]:
+            name = ",".join(x for x in (static.name, row["setting"]) if x)
+            settings.append((sweep_lib.Setting(name, {**static.values, **row["values"]}),
+                             np.asarray(row["per_seed"])))
+    ranked = _setting_summaries(settings)
+    summary = {"env": config.env.id, "algo": config.algo.name, "seeds": config.seeds,
+               "programs": program_rows, "settings": ranked, "best": ranked[0]["setting"],
+               "compile_seconds": sum(p["compile_seconds"] for p in program_rows),
+               "wall_seconds": sum(p["wall_seconds"] for p in program_rows),
+               "versions": environment_versions()}
+    write_json(run_dir / "summary.json", summary)
+    _plot_curves(run_dir, config, f"{config.algo.name.upper()} on {config.env.id} "
+                                  f"({config.seeds} seeds x {len(ranked)} settings)", folders)
     summary["run_dir"] = str(run_dir)
     return summary
 
 
 def interrupted(run_dir: str | Path) -> bool:
-    """Whether `run_dir` holds a run that stopped before its end and left a checkpoint."""
+    """Whether `run_dir` holds a run that stopped before its end and left a checkpoint (or,
+    for a static sweep, at least one of its program folders)."""
     run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or (run_dir / "summary.json").exists():
+        return False
     checkpoints = run_dir / "checkpoints"
-    return ((run_dir / "config.yaml").is_file() and not (run_dir / "summary.json").exists()
-            and checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()))
+    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+        return True
+    return any((p / "config.yaml").is_file() for p in run_dir.iterdir() if p.is_dir())
 
 
 def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
@@ -341,17 +461,29 @@ def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The short final table the CLI prints."""
-    ev = summary["final_eval"]
-    lines = [
-        f"final greedy evaluation over {summary['seeds']} seeds "
-        f"({ev['episodes_per_seed']} episodes each, {summary['total_env_steps_per_seed']:,} env steps/seed):",
-        f"  mean {ev['mean']:.1f}   std {ev['std']:.1f}   "
-        f"IQM {ev['iqm']:.1f} [95% CI {ev['iqm_ci_low']:.1f}, {ev['iqm_ci_high']:.1f}]   "
-        f"min {ev['min']:.1f}   max {ev['max']:.1f}",
-        f"  steady {summary['steady_sps']:,.0f} env steps/s on {summary['devices']} "
-        f"{summary['versions']['platform']} device(s); compile {summary['compile_seconds']:.1f} s; "
-        f"wall {summary['wall_seconds']:.1f} s",
-        f"run folder: {summary['run_dir']}",
-    ]
+    """The short final table the CLI prints (a sweep: its settings ranked by IQM)."""
+    lines = []
+    if "settings" in summary:
+        lines.append(f"settings ranked by IQM of the final greedy evaluation ({summary['seeds']} seeds each):")
+        for row in summary["settings"][:20]:
+            lines.append(f"  {row['rank']:>3}. {row['setting']:<40} IQM {row['iqm']:9.1f} "
+                         f"[95% CI {row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}]   mean {row['mean']:.1f}")
+        if len(summary["settings"]) > 20:
+            lines.append(f"  ... {len(summary['settings']) - 20} more in summary.json")
+    if "final_eval" in summary:
+        ev = summary["final_eval"]
+        everyone = " (every member of every setting)" if "settings" in summary else ""
+        lines += [
+            f"final greedy evaluation over {summary['seeds']} seeds{everyone} "
+            f"({ev['episodes_per_seed']} episodes each, {summary['total_env_steps_per_seed']:,} env steps/seed):",
+            f"  mean {ev['mean']:.1f}   std {ev['std']:.1f}   "
+            f"IQM {ev['iqm']:.1f} [95% CI {ev['iqm_ci_low']:.1f}, {ev['iqm_ci_high']:.1f}]   "
+            f"min {ev['min']:.1f}   max {ev['max']:.1f}",
+            f"  steady {summary['steady_sps']:,.0f} env steps/s on {summary['devices']} "
+            f"{summary['versions']['platform']} device(s); compile {summary['compile_seconds']:.1f} s; "
+            f"wall {summary['wall_seconds']:.1f} s"]
+    else:
+        lines.append(f"  {len(summary['programs'])} programs; compile {summary['compile_seconds']:.1f} s; "
+                     f"wall {summary['wall_seconds']:.1f} s")
+    lines.append(f"run folder: {summary['run_dir']}")
     return "\n".join(lines)

@@ -1,0 +1,239 @@
+"""Hyperparameter sweeps: which settings a config asks for, and how they share programs.
+
+A config's `sweep:` section maps dotted keys to lists of values (or ranges), combined as a
+grid; a list written in place of a scalar in the `algo:` section means the same. Keys that
+are fields of the algorithm's vmappable `HParams` (learning rate, gamma, lambda, clip,
+entropy coefficient, tau, epsilon schedule, PER alpha/beta, KL coefficient ...) become a
+second population axis: settings x seeds train in one compiled program. Keys that change
+shapes or program structure (network sizes, num_envs, flags) must be listed under
+`sweep.static:`; each of their combinations is its own program, run one after another
+under one run folder. Member m of a program is setting m // seeds, seed m % seeds, so each
+member equals the single run of its setting with that seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from jaxrl.errors import ConfigError
+
+STATIC = "static"
+RANGE_KEYS = {"low", "high", "num", "log"}
+
+
+class Setting(NamedTuple):
+    """One point of a sweep: its name (for rows, plots and folders) and its dotted values."""
+
+    name: str
+    values: dict[str, Any]
+
+
+class Layout(NamedTuple):
+    """How a program's population maps to (setting, seed)."""
+
+    settings: list[Setting]
+    seeds: int
+
+    @property
+    def members(self) -> int:
+        return len(self.settings) * self.seeds
+
+    @property
+    def seed_index(self) -> np.ndarray:
+        """Member m's seed index, m % seeds: its keys equal that seed's in a single run."""
+        return np.arange(self.members) % self.seeds
+
+    @property
+    def swept(self) -> bool:
+        return len(self.settings) > 1 or bool(self.settings[0].values)
+
+    def setting_of(self, member: int) -> Setting:
+        return self.settings[member // self.seeds]
+
+    def members_of(self, setting: int) -> np.ndarray:
+        return np.arange(setting * self.seeds, (setting + 1) * self.seeds)
+
+
+def vmappable_keys(algo_module: Any, normalize_reward: bool) -> set[str]:
+    """Dotted keys that may vary inside one program: the algorithm's `HParams` fields.
+    With reward normalisation, gamma also sets the env wrapper's discount, so it is static."""
+    keys = {f"algo.{name}" for name in algo_module.HParams._fields}
+    if normalize_reward:
+        keys.discard("algo.gamma")
+    return keys
+
+
+def expand(key: str, spec: Any) -> list[Any]:
+    """A sweep entry's values: a non-empty list, or a range `{low, high, num, log}`."""
+    if isinstance(spec, dict):
+        unknown = set(spec) - RANGE_KEYS
+        if unknown or not {"low", "high", "num"} <= set(spec):
+            raise ConfigError(f"sweep.{key}: a range needs low, high and num (and optionally "
+                              f"log: true), got {sorted(spec)}")
+        low, high, num = _number(spec["low"]), _number(spec["high"]), spec["num"]
+        if low is None or high is None or not isinstance(num, int) or isinstance(num, bool) or num < 1:
+            raise ConfigError(f"sweep.{key}: low and high must be numbers and num a positive "
+                              f"integer, got {spec}")
+        if spec.get("log"):
+            if low <= 0 or high <= 0:
+                raise ConfigError(f"sweep.{key}: a log range needs positive low and high, got {spec}")
+            return [float(v) for v in np.geomspace(low, high, num)]
+        return [float(v) for v in np.linspace(low, high, num)]
+    if not isinstance(spec, list) or not spec:
+        raise ConfigError(f"sweep.{key} must be a non-empty list of values or a range "
+                          f"{{low, high, num}}, got {spec!r}")
+    return list(spec)
+
+
+def _number(value: Any) -> float | None:
+    """A float from a number or numeric text (YAML reads `1e-3` as text)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def lift_inline_lists(data: dict, scalar_fields: set[str]) -> dict:
+    """Moves lists written in place of scalar `algo:` values into the `sweep:` section (the
+    first value stays as the base config's)."""
+    algo = data.get("algo")
+    if not isinstance(algo, dict):
+        return data
+    lifted = {f"algo.{key}": value for key, value in algo.items()
+              if key in scalar_fields and isinstance(value, list)}
+    if not lifted:
+        return data
+    sweep = dict(data.get("sweep") or {})
+    for key, values in lifted.items():
+        if key in sweep:
+            raise ConfigError(f"{key} is swept twice: as a list in algo: and in sweep:; keep one")
+        sweep[key] = values
+    return {**data, "algo": {**algo, **{k.split(".", 1)[1]: v[0] if v else v for k, v in lifted.items()}},
+            "sweep": sweep}
+
+
+def split(sweep: dict) -> tuple[dict[str, list], dict[str, list]]:
+    """(vmapped entries, static entries), values expanded."""
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"sweep must be a mapping of dotted keys to lists, got {sweep!r}")
+    static = sweep.get(STATIC) or {}
+    if not isinstance(static, dict):
+        raise ConfigError(f"sweep.static must be a mapping of dotted keys to lists, got {static!r}")
+    vmapped = {k: expand(k, v) for k, v in sweep.items() if k != STATIC}
+    return vmapped, {k: expand(f"static.{k}", v) for k, v in static.items()}
+
+
+def check(sweep: dict, vmappable: set[str]) -> None:
+    """Refuses a key that cannot share a program unless it is under `sweep.static:`, and a
+    key swept twice."""
+    vmapped, static = split(sweep)
+    for key in vmapped:
+        if key not in vmappable:
+            hint = (f"vmappable keys: {', '.join(sorted(vmappable))}" if key.startswith("algo.")
+                    else "only algo hyperparameters are vmappable")
+            raise ConfigError(
+                f"sweep.{key} changes the compiled program (shapes, flags or structure), so its "
+                f"values cannot train in one program with the others; move it under sweep.static: "
+                f"to run one program per value in sequence ({hint})")
+    for key in set(vmapped) & set(static):
+        raise ConfigError(f"{key} is swept both under sweep: and sweep.static:; keep one")
+
+
+def _short(key: str, keys: Sequence[str]) -> str:
+    """`algo.lr` -> `lr` unless another swept key ends the same way."""
+    last = key.rsplit(".", 1)[-1]
+    return last if sum(k.rsplit(".", 1)[-1] == last for k in keys) == 1 else key
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_format(v) for v in value) + "]"
+    return str(value)
+
+
+def grid(entries: dict[str, list]) -> list[Setting]:
+    """Every combination of `entries` (the last key varies fastest), each with its name."""
+    if not entries:
+        return [Setting("", {})]
+    keys = list(entries)
+    settings = []
+    for combo in itertools.product(*(entries[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        settings.append(Setting(",".join(f"{_short(k, keys)}={_format(v)}" for k, v in values.items()), values))
+    return settings
+
+
+def folder_name(setting: Setting) -> str:
+    """A static setting's program folder: its name with only filesystem-safe characters."""
+    return re.sub(r"[^A-Za-z0-9_.=,+-]+", "-", setting.name).strip("-") or "base"
+
+
+def with_values(data: dict, values: dict[str, Any]) -> dict:
+    """A copy of raw config data with dotted `values` set."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for key, value in values.items():
+        node = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return data
+
+
+def fixed_config(config: Any, values: dict[str, Any], keep_vmapped: bool = False) -> Any:
+    """`config` with `values` set and (unless `keep_vmapped`) no sweep left: a single run's config."""
+    from jaxrl import config as config_lib
+
+    data = config_lib.to_dict(config)
+    vmapped, _ = split(config.sweep)
+    sweep = {k: v for k, v in vmapped.items() if k not in values} if keep_vmapped else {}
+    data = with_values({**data, "sweep": sweep}, values)
+    return config_lib.from_dict(data)
+
+
+def layout(config: Any) -> Layout:
+    """The program layout of a config whose static sweep (if any) is already fixed."""
+    vmapped, static = split(config.sweep)
+    if static:
+        raise ValueError("a config with sweep.static runs one program per static setting; "
+                         "fix them first (static_settings, fixed_config)")
+    return Layout(grid(vmapped), config.seeds)
+
+
+def static_settings(config: Any) -> list[Setting]:
+    return grid(split(config.sweep)[1])
+
+
+def stacked_hparams(config: Any, lay: Layout) -> Any:
+    """Every member's hyperparameters, leaves [members]: each setting's own, once per seed."""
+    import jax
+    import jax.numpy as jnp
+
+    per_setting = [fixed_config(config, s.values).algo.hparams() for s in lay.settings]
+    return jax.tree.map(lambda *xs: jnp.repeat(jnp.stack(xs), lay.seeds, axis=0), *per_setting)
+
+
+def swept_fields(config: Any) -> list[str]:
+    """Every dotted key the sweep varies, static ones included."""
+    vmapped, static = split(config.sweep)
+    return list(vmapped) + list(static)
+
+
+def scalar_fields(algo_config_cls: type) -> set[str]:
+    """`algo:` fields whose values are scalars, so a list there can only mean a sweep."""
+    import typing
+
+    hints = typing.get_type_hints(algo_config_cls)
+    return {f.name for f in dataclasses.fields(algo_config_cls)
+            if hints.get(f.name) in (int, float, bool, str)}

@@ -1,0 +1,141 @@
+"""Scale-out: padding over devices, hyperparameter sweeps as a vmapped axis (and static
+sweeps as programs in sequence), memory-aware splitting into sub-populations."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxrl import config as config_lib
+from jaxrl import sweep as sweep_lib
+from jaxrl.experiment.run_dir import read_metrics
+from jaxrl.experiment.train import train
+
+pytestmark = pytest.mark.timeout(900)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["total_env_steps=2048", "log_every_env_steps=1024", "eval.episodes=2", "env.num_envs=4",
+        "algo.num_steps=32", "algo.num_minibatches=2", "checkpoint.every_env_steps=0"]
+COMPARED = ("episode_return", "value_loss", "policy_loss", "entropy", "approx_kl", "eval_return")
+
+
+def jaxrl(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    script = Path(sys.executable).with_name("jaxrl")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "jaxrl"]
+    environ = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    return subprocess.run(command + list(args), capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env={**environ, **(env or {})})
+
+
+def rows_by(path: Path, *keys: str) -> dict[tuple, dict]:
+    return {tuple(row[k] for k in ("env_steps",) + keys): row for row in read_metrics(path)}
+
+
+def assert_same_rows(a: dict, b: dict, rtol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        for name in COMPARED:
+            x, y = a[key].get(name, ""), b[key].get(name, "")
+            if x == "" or y == "":
+                assert x == y, (key, name)
+            else:
+                np.testing.assert_allclose(float(x), float(y), rtol=rtol, atol=1e-6, err_msg=f"{key} {name}")
+
+
+def test_six_seeds_on_four_devices_are_padded_and_match_one_device(tmp_path):
+    runs = {}
+    for devices in (1, 4):
+        run_dir = tmp_path / f"d{devices}"
+        done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "6", "--devices", str(devices),
+                     "--run-dir", str(run_dir), "--no-progress", *TINY)
+        assert done.returncode == 0, done.stderr
+        init = json.loads((run_dir / "timings.jsonl").read_text().splitlines()[0])
+        summary = json.loads((run_dir / "summary.json").read_text())
+        runs[devices] = run_dir
+        assert len(summary["final_eval"]["per_seed"]) == 6 and summary["devices"] == devices
+        assert (init["members"], init["padded_members"]) == (6, 6 if devices == 1 else 8)
+        assert sorted({int(r["seed"]) for r in read_metrics(run_dir / "metrics.csv")}) == list(range(6))
+    assert_same_rows(rows_by(runs[1] / "metrics.csv", "seed"), rows_by(runs[4] / "metrics.csv", "seed"))
+    # the checkpoint holds the 6 real members: `jaxrl eval` on one device restores the 4-device run
+    done = jaxrl("eval", str(runs[4]), "--devices", "1")
+    assert done.returncode == 0, done.stderr
+    evaluated = json.loads(sorted((runs[4] / "evaluations").glob("*.json"))[0].read_text())
+    summary = json.loads((runs[4] / "summary.json").read_text())
+    np.testing.assert_allclose(evaluated["per_seed"], summary["final_eval"]["per_seed"], rtol=1e-5)
+
+
+def test_three_learning_rates_by_four_seeds_equal_twelve_single_runs(tmp_path):
+    lrs = [1e-3, 3e-4, 1e-4]
+    swept = config_lib.load("configs/ppo_cartpole.yaml", TINY + ["seeds=4", f"algo.lr={lrs}"])
+    summary = train(swept, tmp_path / "sweep", progress=False)
+    sweep_rows = rows_by(tmp_path / "sweep" / "metrics.csv", "setting", "seed")
+    assert len({key[1:] for key in sweep_rows}) == 12
+    for lr in lrs:
+        single = config_lib.load("configs/ppo_cartpole.yaml", TINY + ["seeds=4", f"algo.lr={lr}"])
+        train(single, tmp_path / f"lr{lr}", progress=False)
+        name = f"lr={lr:g}"
+        mine = {(k[0], k[2]): v for k, v in sweep_rows.items() if k[1] == name}
+        assert_same_rows(mine, rows_by(tmp_path / f"lr{lr}" / "metrics.csv", "seed"))
+    ranked = summary["settings"]
+    assert [row["rank"] for row in ranked] == [1, 2, 3]
+    assert sorted(row["setting"] for row in ranked) == sorted(f"lr={lr:g}" for lr in lrs)
+    assert all(ranked[i]["iqm"] >= ranked[i + 1]["iqm"] for i in range(2))
+    assert (tmp_path / "sweep" / "plots" / "learning_curve.png").stat().st_size > 0
+
+
+def test_a_forced_memory_limit_splits_the_population_with_the_same_results(tmp_path):
+    config = config_lib.load("configs/ppo_cartpole.yaml", TINY + ["seeds=6"])
+    train(config, tmp_path / "whole", progress=False)
+    train(config, tmp_path / "split", progress=False, memory_limit=600 * 1024)  # ~2 members fit
+    init = json.loads((tmp_path / "split" / "timings.jsonl").read_text().splitlines()[0])
+    assert init["calls_per_chunk"] >= 2 and init["members"] == 6
+    assert_same_rows(rows_by(tmp_path / "whole" / "metrics.csv", "seed"),
+                     rows_by(tmp_path / "split" / "metrics.csv", "seed"))
+
+
+def test_static_sweep_runs_one_program_per_value_and_ranks_every_setting(tmp_path):
+    run_dir = tmp_path / "static"
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "2", "--run-dir", str(run_dir),
+                 "--no-progress", *TINY,
+                 "sweep={algo.lr: [1e-3, 1e-4], static: {algo.num_minibatches: [1, 2]}}")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert [p["program"] for p in summary["programs"]] == ["num_minibatches=1", "num_minibatches=2"]
+    assert len(summary["settings"]) == 4 and summary["best"] == summary["settings"][0]["setting"]
+    for program in summary["programs"]:
+        inner = json.loads((run_dir / program["program"] / "summary.json").read_text())
+        assert len(inner["settings"]) == 2
+    assert (run_dir / "plots" / "learning_curve.png").is_file()
+    assert "settings ranked by IQM" in done.stdout
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["algo.num_steps=[16,32]"], "move it under sweep.static"),
+    (["sweep={algo.lr: [1e-3], env.num_envs: [2, 4]}"], "sweep.env.num_envs changes the compiled program"),
+    (["sweep={algo.lr: {low: 1e-4, high: 1e-2}}"], "a range needs low, high and num"),
+    (["sweep={algo.gamma: [0.9, 1.5]}"], "algo.gamma must lie in [0, 1]"),
+    (["env.normalize_reward=true", "algo.gamma=[0.9,0.99]"], "sweep.algo.gamma changes the compiled program"),
+])
+def test_bad_sweeps_are_one_line_errors(overrides, words):
+    with pytest.raises(config_lib.ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        config_lib.load("configs/ppo_cartpole.yaml", overrides)
+
+
+def test_sweep_ranges_and_inline_lists_expand_to_a_grid():
+    config = config_lib.load("configs/ppo_cartpole.yaml", [
+        "algo.ent_coef=[0.0,0.01]", "sweep={algo.lr: {low: 1e-4, high: 1e-2, num: 3, log: true}}"])
+    settings = sweep_lib.layout(config).settings
+    assert [s.values for s in settings] == [
+        {"algo.lr": pytest.approx(lr), "algo.ent_coef": ent} for lr in (1e-4, 1e-3, 1e-2) for ent in (0.0, 0.01)]
+    assert config.algo.ent_coef == 0.0  # the base config keeps the first value
+
+
+def test_more_devices_than_exist_is_a_clear_error(tmp_path):
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--devices", "4", "--run-dir", str(tmp_path / "x"),
+                 *TINY, env={"JAX_NUM_CPU_DEVICES": "2"}, timeout=120)
+    assert done.returncode == 2 and "asks for more devices than the 2" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "x").exists()
