@@ -32,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--memory-limit", metavar="SIZE",
                        help="plan the population for this much device memory (e.g. 512MiB, 8GiB) "
                             "instead of what the devices report")
+    train.add_argument("--distributed", action="store_true",
+                       help="train one population over several processes/machines with "
+                            "jax.distributed (cluster detected on SLURM, Open MPI, Kubernetes)")
+    train.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="with --distributed by hand: process 0's address, the same for all")
+    train.add_argument("--num-processes", type=int, help="with --distributed by hand: how many processes")
+    train.add_argument("--process-id", type=int, help="with --distributed by hand: this process, 0..N-1")
+    train.add_argument("--distributed-timeout", type=float, default=120.0, metavar="SECONDS",
+                       help="how long to wait for the coordinator and the other processes (default 120)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run from its checkpoint")
@@ -122,8 +131,19 @@ def _train(args: argparse.Namespace) -> int:
         from jaxrl.errors import ConfigError
 
         raise ConfigError(f"--devices must be at least 1, got {args.devices}")
-    from jaxrl import config as config_lib
     from jaxrl.errors import ConfigError
+
+    by_hand = (args.coordinator, args.num_processes, args.process_id)
+    if any(x is not None for x in by_hand) and not args.distributed:
+        raise ConfigError("--coordinator, --num-processes and --process-id need --distributed")
+    if args.distributed:  # before anything of ours can touch a device
+        from jaxrl import distributed
+
+        if args.devices:
+            raise ConfigError("--devices cannot be combined with --distributed: the population "
+                              "spans every device of every process")
+        distributed.initialize(*by_hand, timeout=args.distributed_timeout)
+    from jaxrl import config as config_lib
     from jaxrl.experiment.run_dir import default_run_dir
     from jaxrl.experiment.train import format_summary, interrupted, resume_config, train
 

@@ -214,7 +214,7 @@ class Population:
         for call in range(self.calls):
             share = slice(call * self.members_per_call, (call + 1) * self.members_per_call)
             placed = jax.device_put(jax.tree.map(lambda x: x[share], members), self.sharding)
-            outputs.append(jax.device_get(compiled(*placed, *shared)))
+            outputs.append(self.fetch(compiled(*placed, *shared)))
         return jax.tree.map(lambda *parts: np.concatenate(parts), *outputs)
 
     def abstract_state(self, keys: chex.Array, hparams: Any) -> Any:
@@ -245,7 +245,19 @@ class Population:
         tree = pad_members(tree, self.padded_members)
         if self.split:
             return jax.tree.map(lambda x: np.array(x), tree)
+        if jax.process_count() > 1:  # global arrays are built from host data every process holds
+            tree = jax.tree.map(lambda x: x if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1
+                                else np.asarray(x), tree)
         return jax.device_put(tree, self.sharding)
+
+    def fetch(self, tree: Any) -> Any:
+        """A population tree as host numpy arrays, gathered from every process when the mesh
+        spans several (jax.distributed)."""
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+        return jax.device_get(tree)
 
     def unpad(self, tree: Any) -> Any:
         """The real members of a padded population tree (what is reported and saved)."""
@@ -257,7 +269,7 @@ class Population:
         """A saved (unpadded) state, padded and placed for this population."""
         if self.padded_members == self.num_members and not self.split:
             return state
-        return self.place(jax.device_get(state))
+        return self.place(self.fetch(state))
 
     def init(self, keys: chex.Array, hparams: Any) -> Any:
         return self._per_call("init", self._init, (self.place(keys), self.place(hparams)))
@@ -341,7 +353,7 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
         count = min(updates_per_chunk, algo.num_updates - updates_done)
         start = time.perf_counter()
         state, metrics = population.train_chunk(state, hparams, count)
-        metrics = jax.device_get(population.unpad(metrics))
+        metrics = population.fetch(population.unpad(metrics))
         seconds = time.perf_counter() - start
         if index == first:  # the first call still pays one-off costs (thread pools, allocation)
             seconds_first = seconds
@@ -355,7 +367,7 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
         if population.can_evaluate and (last or (eval_every_chunks and (index + 1) % eval_every_chunks == 0)):
             chunk_key = jax.vmap(lambda k: jax.random.fold_in(k, index))(eval_keys)
             eval_start = time.perf_counter()
-            eval_returns = np.asarray(jax.device_get(population.evaluate(state, chunk_key)))
+            eval_returns = np.asarray(population.fetch(population.evaluate(state, chunk_key)))
             eval_seconds = time.perf_counter() - eval_start
             final_eval = eval_returns if last else final_eval
         report = ChunkReport(index, updates_done, updates_done * algo.env_steps_per_update,

@@ -139,3 +139,50 @@ def test_more_devices_than_exist_is_a_clear_error(tmp_path):
                  *TINY, env={"JAX_NUM_CPU_DEVICES": "2"}, timeout=120)
     assert done.returncode == 2 and "asks for more devices than the 2" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "x").exists()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_train_one_population_like_one_process(tmp_path):
+    """Two local processes (one CPU device each) join through jax.distributed on 127.0.0.1,
+    share a population of 3 (padded to 4) and write one run folder equal to a single process's."""
+    alone = tmp_path / "alone"
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "3", "--run-dir", str(alone),
+                 "--no-progress", *TINY, env={"JAX_NUM_CPU_DEVICES": "1"})
+    assert done.returncode == 0, done.stderr
+    together = tmp_path / "together"
+    script = Path(sys.executable).with_name("jaxrl")
+    command = ([str(script)] if script.exists() else [sys.executable, "-m", "jaxrl"]) + [
+        "train", "configs/ppo_cartpole.yaml", "--seeds", "3", "--run-dir", str(together),
+        "--no-progress", *TINY, "--distributed", "--coordinator", f"127.0.0.1:{free_port()}",
+        "--num-processes", "2", "--distributed-timeout", "60"]
+    environ = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
+    processes = [subprocess.Popen(command + ["--process-id", str(i)], cwd=ROOT, env=environ, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=600) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    assert [p.returncode for p in processes] == [0, 0], [o[1][-2000:] for o in outputs]
+    summary = json.loads((together / "summary.json").read_text())
+    assert summary["devices"] == 2 and len(summary["final_eval"]["per_seed"]) == 3
+    assert_same_rows(rows_by(alone / "metrics.csv", "seed"), rows_by(together / "metrics.csv", "seed"))
+    assert summary["final_eval"]["per_seed"] == pytest.approx(
+        json.loads((alone / "summary.json").read_text())["final_eval"]["per_seed"], rel=1e-5)
+    assert sorted(p.name for p in (together / "checkpoints").iterdir() if p.name.isdigit())  # saved together
+
+
+def test_an_unreachable_coordinator_is_a_clear_error_within_the_timeout(tmp_path):
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--run-dir", str(tmp_path / "x"), *TINY,
+                 "--distributed", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2",
+                 "--process-id", "1", "--distributed-timeout", "3", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "could not reach the coordinator" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x").exists()

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from jaxrl import buffers, memory, population
+from jaxrl import buffers, distributed, memory, population
 from jaxrl import sweep as sweep_lib
 from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.algos.base import Algorithm
@@ -234,20 +234,28 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
 
         check_renderer(config)
     run_dir = Path(run_dir)
-    if not resume:
+    if built.host is not None and distributed.process_count() > 1:
+        raise ConfigError(f"host envs ({config.env.id}) train on one machine; run without --distributed")
+    # Several processes (jax.distributed) train one population: all of them checkpoint into
+    # run_dir together; only process 0 writes the rest, the others write into a scratch folder.
+    primary = distributed.is_primary()
+    out_dir = run_dir if primary else distributed.scratch_dir()
+    if not resume and primary:
         create_run_dir(run_dir)
         (run_dir / "config.yaml").write_text(dump(config))
-    metrics_path, timings = run_dir / "metrics.csv", run_dir / "timings.jsonl"
+    distributed.barrier("run folder ready")
+    metrics_path, timings = out_dir / "metrics.csv", out_dir / "timings.jsonl"
     algo, members = built.algo, lay.members
     checkpointer = Checkpointer(run_dir / "checkpoints", config.checkpoint.keep_last,
                                 config.checkpoint.keep_best)
     checkpoint_every = _checkpoint_every_chunks(config, built)
     metrics_writer = MetricsWriter(metrics_path)
-    loggers = make_loggers(config, run_dir)
+    loggers = make_loggers(config, out_dir) if primary else []
     for logger in loggers:
         logger.log_config(config_lib.to_dict(config))
-    print(f"jaxrl: {memory_plan.describe()}", file=sys.stderr)
-    bar = _Progress(algo.num_updates, progress)
+    if primary:
+        print(f"jaxrl: {memory_plan.describe()}", file=sys.stderr)
+    bar = _Progress(algo.num_updates, progress and primary)
     last_updates = [0]
     skips_buffer = algo.replay_field is not None and not config.checkpoint.replay_buffer
 
@@ -303,8 +311,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         max_steps = config.eval.max_steps or episode_limit(built.env_params)
         rows, states = play_episode(config, algo, state, best, max_steps)
         path = render_episode(config, rows, states,
-                              run_dir / "videos" / f"eval_step{report.env_steps}_seed{best}")
-        append_jsonl(timings, {"event": "video", "path": str(path.relative_to(run_dir)),
+                              out_dir / "videos" / f"eval_step{report.env_steps}_seed{best}")
+        append_jsonl(timings, {"event": "video", "path": str(path.relative_to(out_dir)),
                                "seconds": round(time.perf_counter() - start, 3)})
 
     def after_chunk(report: population.ChunkReport, state: Any) -> None:
@@ -349,8 +357,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     if lay.swept:  # each setting's own statistics, ranked; final_eval covers every member
         summary["settings"] = _setting_summaries(
             [(s, final[lay.members_of(i)]) for i, s in enumerate(lay.settings)])
-    write_json(run_dir / "summary.json", summary)
-    _plot_curves(run_dir, config, members_plot_title(config, lay))
+    write_json(out_dir / "summary.json", summary)
+    _plot_curves(out_dir, config, members_plot_title(config, lay))
     summary["run_dir"] = str(run_dir)
     return summary
 
