@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--process-id", type=int, help="with --distributed by hand: this process, 0..N-1")
     train.add_argument("--distributed-timeout", type=float, default=120.0, metavar="SECONDS",
                        help="how long to wait for the coordinator and the other processes (default 120)")
+    train.add_argument("--compilation-cache", metavar="DIR",
+                       help="persistent compilation cache folder (default $JAXRL_COMPILATION_CACHE or "
+                            "~/.cache/jaxrl/xla; 'off' disables it): a second run of a config skips compiling")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run from its checkpoint")
@@ -91,12 +94,16 @@ def _quiet_libraries() -> None:
     absl_logging.set_verbosity(absl_logging.ERROR)
 
 
-def _enable_compilation_cache() -> None:
-    """Persistent XLA cache, so a second run of the same config skips most compiling."""
+def _enable_compilation_cache(location: str | None = None) -> None:
+    """Persistent XLA cache, so a second run of the same config skips most compiling: in
+    `location` (--compilation-cache; `off` disables it), else $JAXRL_COMPILATION_CACHE, else
+    ~/.cache/jaxrl/xla."""
     import jax
 
-    cache = os.environ.get("JAXRL_COMPILATION_CACHE", str(Path.home() / ".cache" / "jaxrl" / "xla"))
-    if cache:
+    cache = location or os.environ.get("JAXRL_COMPILATION_CACHE", str(Path.home() / ".cache" / "jaxrl" / "xla"))
+    if cache.lower() in ("off", "none", "0"):
+        jax.config.update("jax_enable_compilation_cache", False)
+    elif cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
@@ -162,7 +169,7 @@ def _train(args: argparse.Namespace) -> int:
         if resume:  # the same command again after an interruption continues the run
             resume_config(run_dir, requested=config)
             print(f"jaxrl: resuming the interrupted run in {run_dir}", file=sys.stderr)
-    _enable_compilation_cache()
+    _enable_compilation_cache(args.compilation_cache)
     import jax
 
     if args.devices and args.devices > jax.device_count():

@@ -18,3 +18,37 @@ def cpu_defaults(devices: int | None = None, environ: MutableMapping[str, str] =
         environ["JAX_NUM_CPU_DEVICES"] = str(devices or os.cpu_count() or 1)
     if "xla_cpu_multi_thread_eigen" not in flags:
         environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+
+
+class CompileCacheStats:
+    """Counts persistent-compilation-cache hits and misses, and the compile seconds the hits
+    saved (JAX reports each through `jax.monitoring`), while it is open."""
+
+    HIT, MISS = "/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses"
+    SAVED = "/jax/compilation_cache/compile_time_saved_sec"
+
+    def __init__(self) -> None:
+        import jax
+
+        self.hits, self.misses, self.seconds_saved = 0, 0, 0.0
+        self._monitoring = jax.monitoring
+        self._monitoring.register_event_listener(self._event)
+        self._monitoring.register_event_duration_secs_listener(self._duration)
+
+    def _event(self, event: str, **_: object) -> None:
+        self.hits += event == self.HIT
+        self.misses += event == self.MISS
+
+    def _duration(self, event: str, seconds: float, **_: object) -> None:
+        if event == self.SAVED:
+            self.seconds_saved += max(0.0, seconds)
+
+    def close(self) -> None:
+        self._monitoring.unregister_event_listener(self._event)
+        self._monitoring.unregister_event_duration_listener(self._duration)
+
+    def as_dict(self) -> dict:
+        import jax
+
+        return {"dir": jax.config.jax_compilation_cache_dir, "hits": self.hits, "misses": self.misses,
+                "seconds_saved": round(self.seconds_saved, 3)}

@@ -186,3 +186,18 @@ def test_an_unreachable_coordinator_is_a_clear_error_within_the_timeout(tmp_path
     assert done.returncode == 2, done.stderr
     assert "could not reach the coordinator" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_second_run_loads_its_programs_from_the_compilation_cache(tmp_path):
+    cache = tmp_path / "cache"
+    summaries = []
+    for name in ("first", "second"):
+        done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "2", "--run-dir", str(tmp_path / name),
+                     "--no-progress", "--compilation-cache", str(cache), *TINY)
+        assert done.returncode == 0, done.stderr
+        summaries.append(json.loads((tmp_path / name / "summary.json").read_text()))
+    first, second = (s["compile_cache"] for s in summaries)
+    assert first["hits"] == 0 and first["misses"] >= 2 and first["dir"] == str(cache)
+    assert second["hits"] >= 2 and second["seconds_saved"] > 0
+    assert summaries[1]["compile_seconds"] < summaries[0]["compile_seconds"]
+    assert "of compiling saved" in done.stdout
