@@ -310,7 +310,7 @@ def devices_table(rows: list[dict[str, Any]], gpu: bool) -> list[str]:
         ratio = f"{row['steady_sps'] / base['steady_sps']:.2f}×" if base else "–"
         lines.append(
             f"| {row['devices_requested']} | {row['devices_used']} | {row['population']:,} "
-            f"| {row['population'] // row['devices_used']:,} | {row['env_steps_per_seed']:,} "
+            f"| {-(-row['population'] // row['devices_used']):,} | {row['env_steps_per_seed']:,} "
             f"| {row['compile_seconds']:.1f} | {row['steady_sps']:,.0f} "
             f"| {row['steady_sps'] / row['population']:,.0f} | {ratio} | {row['peak_rss_mib']:,.0f}"
             + (f" | {_mib(row.get('peak_device_mib'))}" if gpu else "") + " |")

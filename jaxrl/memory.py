@@ -101,6 +101,33 @@ def plan(algo: Algorithm, members: int, devices: Sequence[Any] | None = None,
     return MemoryPlan(members, tree_bytes(shapes), replay, available, where, copies)
 
 
+def per_device_bytes(devices: Sequence[Any], limit: int | None = None) -> int | None:
+    """Memory one device may use: an accelerator's own free memory (the least free of
+    `devices`); CPU devices (or a total `limit`) share it equally."""
+    devices = list(devices)
+    if limit is not None:
+        return limit // len(devices)
+    available, _ = available_bytes(devices)
+    if available is None:
+        return None
+    return available // len(devices)
+
+
+def fitting_per_call(program_bytes: int, members_per_call: int, num_devices: int,
+                     device_bytes: int) -> int | None:
+    """Members per compiled call that fit when a call of `members_per_call` members needs
+    `program_bytes` on each device (None: it fits); a ConfigError when not even one does."""
+    if program_bytes <= HEADROOM * device_bytes:
+        return None
+    per_member = program_bytes / max(1, members_per_call // num_devices)
+    per_device = int(HEADROOM * device_bytes // per_member)
+    if per_device < 1:
+        raise ConfigError(f"one member's training program needs {_size(per_member)} per device, more "
+                          f"than the {_size(HEADROOM * device_bytes)} a device may use; shrink the "
+                          f"rollout (num_envs, num_steps), the batch or the network")
+    return per_device * num_devices
+
+
 def fitting_members(memory: MemoryPlan) -> int | None:
     """The most members that fit at once when the whole population does not (None: it fits);
     a ConfigError when not even one member fits."""

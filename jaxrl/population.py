@@ -230,6 +230,20 @@ class Population:
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct((self.num_members,) + s.shape[1:], s.dtype,
                                                            sharding=sharding), shapes)
 
+    def program_bytes(self, hparams: Any) -> int | None:
+        """Device memory one chunk call needs on each device — state, rollouts, replay
+        batches, gradients: XLA's own analysis of the compiled program (which `compile` then
+        reuses). None when the backend does not say."""
+        keys = self._one_call(jax.ShapeDtypeStruct((self.padded_members, 2), jnp.uint32))
+        hparams = self._one_call(hparams)
+        state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding),
+                             jax.eval_shape(self._init, keys, hparams))
+        analysis = self._compiled_fn("chunk", self._chunk, state, hparams, jnp.int32(1)).memory_analysis()
+        if analysis is None:
+            return None
+        return int(analysis.argument_size_in_bytes + analysis.temp_size_in_bytes
+                   + analysis.output_size_in_bytes - analysis.alias_size_in_bytes)
+
     def compile(self, state: Any, hparams: Any) -> float:
         """Compiles the chunk (and evaluation) ahead of the first call; returns total compile seconds."""
         if self.split:

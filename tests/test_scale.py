@@ -201,3 +201,24 @@ def test_a_second_run_loads_its_programs_from_the_compilation_cache(tmp_path):
     assert second["hits"] >= 2 and second["seconds_saved"] > 0
     assert summaries[1]["compile_seconds"] < summaries[0]["compile_seconds"]
     assert "of compiling saved" in done.stdout
+
+
+def test_rollout_memory_counts_when_the_state_alone_would_fit(tmp_path, capfd):
+    """The state of 6 PPO members fits the limit, but the compiled program (rollouts,
+    minibatches, gradients) does not: the population is split before anything runs."""
+    import jax
+
+    from jaxrl import memory, population
+    from jaxrl.experiment.train import build
+
+    config = config_lib.load("configs/ppo_cartpole.yaml", TINY + ["seeds=6", "algo.num_steps=128"])
+    algo = build(config).algo
+    pop = population.Population(algo, 6, devices=jax.devices()[:1])
+    program = pop.program_bytes(pop.place(population.broadcast_hparams(algo.default_hparams, 6)))
+    state = memory.plan(algo, 6, jax.devices()[:1]).total
+    assert program > state  # rollouts and temporaries on top of the state
+    limit = int((state + program) / 2 / memory.HEADROOM)  # room for the state, not the program
+    train(config, tmp_path / "run", progress=False, devices=jax.devices()[:1], memory_limit=limit)
+    assert "running sub-populations" in capfd.readouterr().err
+    init = json.loads((tmp_path / "run" / "timings.jsonl").read_text().splitlines()[0])
+    assert init["calls_per_chunk"] >= 2

@@ -156,6 +156,28 @@ class _Progress:
         self.bar.close()
 
 
+def fit_to_memory(config: Config, built: Built, pop: population.Population, hparams: Any,
+                  devices: Sequence[Any] | None, memory_limit: int | None) -> population.Population:
+    """Checks the compiled program's own memory needs (rollouts and temporaries included)
+    against the devices' memory before anything runs; when a call is too big, the population
+    is rebuilt as sub-populations that fit (one more compile)."""
+    import jax
+
+    needed = pop.program_bytes(pop.place(hparams))
+    device_bytes = memory.per_device_bytes(devices if devices is not None else jax.devices(), memory_limit)
+    if needed is None or device_bytes is None:
+        return pop
+    per_call = memory.fitting_per_call(needed, pop.members_per_call, pop.mesh.size, device_bytes)
+    if per_call is None:
+        return pop
+    if distributed.is_primary():
+        print(f"jaxrl: one training call of {pop.members_per_call} members needs "
+              f"{needed / 2**20:.1f} MiB per device (rollouts included), more than the "
+              f"{device_bytes / 2**20:.1f} MiB free; running sub-populations of at most {per_call} members "
+              f"one after another (--max-population-chunk overrides)", file=sys.stderr)
+    return make_population(config, built, devices, per_call)
+
+
 def _metric_rows(report: population.ChunkReport, lay: sweep_lib.Layout, sps: float) -> list[dict[str, Any]]:
     """One row per member: its seed (and, in a sweep, its setting), metrics and evaluation."""
     eval_mean = None if report.eval_returns is None else report.eval_returns.mean(axis=1)
@@ -330,13 +352,16 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
 
     start = time.perf_counter()
     cache_stats = CompileCacheStats()
+    hparams = (sweep_lib.stacked_hparams(config, lay) if lay.swept
+               else population.broadcast_hparams(algo.default_hparams, members))
+    pop = make_population(config, built, devices, per_call)
     try:
+        if built.host is None and max_members_per_call is None:
+            pop = fit_to_memory(config, built, pop, hparams, devices, memory_limit)
         result = population.run(
             algo, members, seed=config.seed, updates_per_chunk=built.updates_per_chunk,
             eval_every_chunks=built.eval_every_chunks, on_chunk=on_chunk, on_start=on_start,
-            restore=restore, after_chunk=after_chunk,
-            hparams=sweep_lib.stacked_hparams(config, lay) if lay.swept else None,
-            population=make_population(config, built, devices, per_call))
+            restore=restore, after_chunk=after_chunk, hparams=hparams, population=pop)
     finally:
         cache_stats.close()
         bar.close()
