@@ -66,21 +66,6 @@ def _configure_cache(mode: str, cache_dir: str | None) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
-def _cache_event_counter() -> dict[str, int]:
-    """Counts JAX's persistent-cache hits and misses in this process (from now on)."""
-    import jax
-
-    counts = {"hits": 0, "misses": 0}
-    names = {"/jax/compilation_cache/cache_hits": "hits", "/jax/compilation_cache/cache_misses": "misses"}
-
-    def listener(event: str, **_: Any) -> None:
-        if event in names:
-            counts[names[event]] += 1
-
-    jax.monitoring.register_event_listener(listener)
-    return counts
-
-
 def _device_peak_mib(devices: Sequence[Any]) -> float | None:
     """The largest per-device peak of accelerator memory in MiB (None where not reported, e.g. CPU)."""
     peaks = []
@@ -116,7 +101,9 @@ def train_worker(num_members: int, steps: int, num_devices: int, cache: str, cac
     import jax
 
     _configure_cache(cache, cache_dir)
-    counts = _cache_event_counter()
+    from jaxrl.runtime import CompileCacheStats
+
+    counts = CompileCacheStats()  # from now on, in this process
     from jaxrl import config as config_lib
     from jaxrl import population
     from jaxrl.experiment.train import build
@@ -144,8 +131,9 @@ def train_worker(num_members: int, steps: int, num_devices: int, cache: str, cac
         "updates_per_chunk": built.updates_per_chunk,
         "env_steps_per_update": built.algo.env_steps_per_update,
         "last_chunk_training_return": common._summary([] if returns is None else returns.tolist()),
-        "cache_hits": counts["hits"],
-        "cache_misses": counts["misses"],
+        "cache_hits": counts.hits,
+        "cache_misses": counts.misses,
+        "compile_seconds_saved": counts.seconds_saved,
         **common._device_info(),
         "peak_rss_mib": common._peak_rss_mib(),
         "peak_device_mib": _device_peak_mib(devices),
