@@ -70,7 +70,8 @@ def test_six_seeds_on_four_devices_are_padded_and_match_one_device(tmp_path):
 
 def test_three_learning_rates_by_four_seeds_equal_twelve_single_runs(tmp_path):
     lrs = [1e-3, 3e-4, 1e-4]
-    swept = config_lib.load("configs/ppo_cartpole.yaml", TINY + ["seeds=4", f"algo.lr={lrs}"])
+    swept = config_lib.load("configs/ppo_cartpole.yaml", TINY + ["seeds=4", f"algo.lr={lrs}",
+                                                                 "loggers=[tensorboard]"])
     summary = train(swept, tmp_path / "sweep", progress=False)
     sweep_rows = rows_by(tmp_path / "sweep" / "metrics.csv", "setting", "seed")
     assert len({key[1:] for key in sweep_rows}) == 12
@@ -85,6 +86,13 @@ def test_three_learning_rates_by_four_seeds_equal_twelve_single_runs(tmp_path):
     assert sorted(row["setting"] for row in ranked) == sorted(f"lr={lr:g}" for lr in lrs)
     assert all(ranked[i]["iqm"] >= ranked[i + 1]["iqm"] for i in range(2))
     assert (tmp_path / "sweep" / "plots" / "learning_curve.png").stat().st_size > 0
+    from test_cli import read_tensorboard
+
+    scalars, _ = read_tensorboard(tmp_path / "sweep" / "tensorboard")  # per setting (TensorBoard writes = as _)
+    for lr in lrs:
+        losses = [float(v["value_loss"]) for k, v in sweep_rows.items() if k[0] == "2048" and k[1] == f"lr={lr:g}"]
+        assert scalars[f"lr_{lr:g}/mean/value_loss"][2048] == pytest.approx(np.mean(losses), rel=1e-4)
+        assert scalars[f"lr_{lr:g}/seed_3/value_loss"][2048] == pytest.approx(losses[3], rel=1e-4)
 
 
 def test_a_forced_memory_limit_splits_the_population_with_the_same_results(tmp_path):

@@ -7,6 +7,22 @@ from pathlib import Path
 import numpy as np
 
 
+def _finish(fig, ax, title: str, ylabel: str, path: str | Path) -> Path:
+    """Labels a learning-curve axis (x: env steps per seed), writes the PNG and frees the figure."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("env steps per seed")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def settings_curves(steps: np.ndarray, curves: dict[str, np.ndarray], path: str | Path,
                     title: str, ylabel: str = "episode return (training)") -> Path:
     """One line per hyperparameter setting (mean across its seeds, ±std band); each curve is
@@ -25,17 +41,8 @@ def settings_curves(steps: np.ndarray, curves: dict[str, np.ndarray], path: str 
         color = plt.get_cmap("tab10" if len(curves) <= 10 else "viridis")(i if len(curves) <= 10 else i / len(curves))
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
         ax.plot(x, mean, color=color, linewidth=1.6, label=name or "base")
-    ax.set_xlabel("env steps per seed")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=7, ncol=1 + len(curves) // 12)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, title, ylabel, path)
 
 
 def learning_curve(steps: np.ndarray, returns: np.ndarray, path: str | Path, title: str,
@@ -60,14 +67,5 @@ def learning_curve(steps: np.ndarray, returns: np.ndarray, path: str | Path, tit
     ax.fill_between(steps, np.maximum(mean - std, low), np.minimum(mean + std, high), color="C0",
                     alpha=0.3, linewidth=0, label="±1 std (within min–max)")
     ax.plot(steps, mean, color="C0", linewidth=2, label=f"mean of {returns.shape[1]} seeds")
-    ax.set_xlabel("env steps per seed")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, title, ylabel, path)

@@ -17,7 +17,8 @@ from jaxrl.errors import ConfigError
 
 class Logger(Protocol):
     def log_config(self, config: dict[str, Any]) -> None: ...
-    def log_point(self, env_steps: int, per_seed: dict[str, np.ndarray]) -> None: ...
+    def log_point(self, env_steps: int, per_seed: dict[str, np.ndarray],
+                  groups: dict[str, np.ndarray] | None = None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -28,6 +29,23 @@ def aggregates(values: np.ndarray) -> dict[str, float]:
         return {}
     return {"mean": float(present.mean()), "min": float(present.min()),
             "max": float(present.max()), "iqm": iqm(present)}
+
+
+def scalars(per_seed: dict[str, np.ndarray], per_seed_limit: int,
+            groups: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """The scalars of one logged point: `<stat>/<metric>` across members and `seed_<i>/<metric>`
+    (up to `per_seed_limit` members); with `groups` (a sweep's settings -> their members),
+    the same under `<setting>/` per setting instead."""
+    out: dict[str, float] = {}
+    for prefix, members in (groups or {"": None}).items():
+        where = f"{prefix}/" if prefix else ""
+        for metric, values in per_seed.items():
+            values = values if members is None else values[members]
+            out.update({f"{where}{stat}/{metric}": value for stat, value in aggregates(values).items()})
+            if values.size <= per_seed_limit:
+                out.update({f"{where}seed_{seed}/{metric}": float(value)
+                            for seed, value in enumerate(values) if not np.isnan(value)})
+    return out
 
 
 class TensorBoardLogger:
@@ -44,14 +62,10 @@ class TensorBoardLogger:
 
         self.writer.add_text("config", "```\n" + yaml.safe_dump(config, sort_keys=False) + "\n```", 0)
 
-    def log_point(self, env_steps: int, per_seed: dict[str, np.ndarray]) -> None:
-        for metric, values in per_seed.items():
-            for stat, value in aggregates(values).items():
-                self.writer.add_scalar(f"{stat}/{metric}", value, env_steps)
-            if values.size <= self.per_seed_limit:
-                for seed, value in enumerate(values):
-                    if not np.isnan(value):
-                        self.writer.add_scalar(f"seed_{seed}/{metric}", float(value), env_steps)
+    def log_point(self, env_steps: int, per_seed: dict[str, np.ndarray],
+                  groups: dict[str, np.ndarray] | None = None) -> None:
+        for key, value in scalars(per_seed, self.per_seed_limit, groups).items():
+            self.writer.add_scalar(key, value, env_steps)
         self.writer.flush()
 
     def close(self) -> None:
@@ -73,14 +87,9 @@ class WandbLogger:
     def log_config(self, config: dict[str, Any]) -> None:
         self.run.config.update(config)
 
-    def log_point(self, env_steps: int, per_seed: dict[str, np.ndarray]) -> None:
-        row: dict[str, float] = {}
-        for metric, values in per_seed.items():
-            row.update({f"{stat}/{metric}": value for stat, value in aggregates(values).items()})
-            if values.size <= self.per_seed_limit:
-                row.update({f"seed_{seed}/{metric}": float(value)
-                            for seed, value in enumerate(values) if not np.isnan(value)})
-        self.run.log(row, step=int(env_steps))
+    def log_point(self, env_steps: int, per_seed: dict[str, np.ndarray],
+                  groups: dict[str, np.ndarray] | None = None) -> None:
+        self.run.log(scalars(per_seed, self.per_seed_limit, groups), step=int(env_steps))
 
     def close(self) -> None:
         self.run.finish()

@@ -323,8 +323,9 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         per_seed = dict(report.metrics)
         if report.eval_returns is not None:
             per_seed["eval_return"] = report.eval_returns.mean(axis=1)
+        groups = {s.name: lay.members_of(i) for i, s in enumerate(lay.settings)} if lay.swept else None
         for logger in loggers:
-            logger.log_point(report.env_steps, per_seed)
+            logger.log_point(report.env_steps, per_seed, groups)
 
     def record_best_episode(report: population.ChunkReport, state: Any) -> None:
         from jaxrl.experiment.evaluate import play_episode, render_episode
