@@ -392,6 +392,11 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
             on_chunk(report)
         if after_chunk is not None:
             after_chunk(report, population.unpad(state))
+    if final_eval is None and population.can_evaluate and updates_done >= algo.num_updates:
+        # restored from the final checkpoint (the run stopped before its summary): the final
+        # evaluation again, with the last chunk's keys, so it equals the one that was lost
+        chunk_key = jax.vmap(lambda k: jax.random.fold_in(k, num_chunks - 1))(eval_keys)
+        final_eval = np.asarray(population.fetch(population.evaluate(state, chunk_key)))
     if steady_seconds == 0.0 and reports:  # a single chunk: the best we have is that chunk
         steady_seconds = seconds_first
         steady_steps = (updates_done - first * updates_per_chunk) * algo.env_steps_per_update * num_members

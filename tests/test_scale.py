@@ -119,6 +119,15 @@ def test_static_sweep_runs_one_program_per_value_and_ranks_every_setting(tmp_pat
         assert len(inner["settings"]) == 2
     assert (run_dir / "plots" / "learning_curve.png").is_file()
     assert "settings ranked by IQM" in done.stdout
+    # interrupted in the second program: the same command skips the first and resumes the second
+    first = (run_dir / "num_minibatches=1" / "metrics.csv").read_text()
+    (run_dir / "summary.json").unlink()
+    (run_dir / "num_minibatches=2" / "summary.json").unlink()
+    again = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "2", "--run-dir", str(run_dir),
+                  "--no-progress", *TINY, "sweep={algo.lr: [1e-3, 1e-4], static: {algo.num_minibatches: [1, 2]}}")
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr and (run_dir / "num_minibatches=1" / "metrics.csv").read_text() == first
+    assert json.loads((run_dir / "summary.json").read_text())["settings"] == summary["settings"]
 
 
 @pytest.mark.parametrize("overrides, words", [
@@ -230,3 +239,32 @@ def test_rollout_memory_counts_when_the_state_alone_would_fit(tmp_path, capfd):
     assert "running sub-populations" in capfd.readouterr().err
     init = json.loads((tmp_path / "run" / "timings.jsonl").read_text().splitlines()[0])
     assert init["calls_per_chunk"] >= 2
+
+
+def cut_back(run_dir: Path) -> None:
+    """Makes a finished run look interrupted after its first checkpoint: newer checkpoints
+    and the summary are gone (as if it had been killed there)."""
+    import shutil
+
+    steps = sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(steps) >= 2
+    for step in steps[1:]:
+        shutil.rmtree(run_dir / "checkpoints" / str(step))
+    (run_dir / "summary.json").unlink()
+
+
+@pytest.mark.parametrize("layout", [["--devices", "2"], ["--devices", "1", "--max-population-chunk", "2"]],
+                         ids=["padded", "split"])
+def test_padded_and_split_runs_resume_to_the_same_end(tmp_path, layout):
+    args = ["train", "configs/ppo_cartpole.yaml", "--seeds", "3", "--no-progress", *TINY,
+            "total_env_steps=4096", "checkpoint.every_env_steps=1024", *layout]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    for run_dir in (whole, resumed):
+        done = jaxrl(*args, "--run-dir", str(run_dir))
+        assert done.returncode == 0, done.stderr
+    cut_back(resumed)
+    done = jaxrl(*args, "--run-dir", str(resumed))
+    assert done.returncode == 0 and "resuming the interrupted run" in done.stderr, done.stderr
+    assert_same_rows(rows_by(whole / "metrics.csv", "seed"), rows_by(resumed / "metrics.csv", "seed"), rtol=0)
+    per_seed = [json.loads((d / "summary.json").read_text())["final_eval"]["per_seed"] for d in (whole, resumed)]
+    assert per_seed[0] == per_seed[1] and len(per_seed[0]) == 3

@@ -376,7 +376,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     final = result.final_eval_returns.mean(axis=1)
     summary = {
         "env": config.env.id, "algo": config.algo.name, "seeds": config.seeds,
-        "total_env_steps_per_seed": result.reports[-1].env_steps,
+        "total_env_steps_per_seed": algo.num_updates * algo.env_steps_per_update,
         "final_eval": {"episodes_per_seed": config.eval.episodes,
                        "deterministic": config.eval.deterministic,
                        "per_seed": [round(float(x), 3) for x in final], **aggregate(final)},
