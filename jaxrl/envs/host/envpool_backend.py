@@ -47,6 +47,7 @@ ATARI_PREFIX = "ALE/"
 # What the gymnasium backend's ALE/<Game>-v5 does and EnvPool's defaults do not.
 ATARI_GYMNASIUM_MATCH = {"repeat_action_probability": 0.25, "use_fire_reset": False}
 SEED_MODULUS = 2**31
+NO_ENVS = np.zeros(0, np.int32)
 
 
 def import_envpool() -> Any:
@@ -168,7 +169,7 @@ class EnvPoolBatch(HostVecEnv):
         self._slot = np.arange(num_envs, dtype=np.int32)
         self._standby: list[int] = []
         self._first_obs: np.ndarray | None = None
-        self._resetting = np.zeros(0, np.int32)
+        self._resetting = NO_ENVS
         self._row_buffer = np.zeros(num_envs + self.standby, np.int64)
         self._count = np.arange(num_envs + self.standby)
 
@@ -220,7 +221,7 @@ class EnvPoolBatch(HostVecEnv):
         self._slot = np.arange(self.num_envs, dtype=np.int32)
         self._standby = list(range(self.num_envs, self.num_envs + self.standby))
         self._first_obs = obs
-        self._resetting = np.zeros(0, np.int32)
+        self._resetting = NO_ENVS
         return self._obs(obs[:self.num_envs].copy())
 
     def _call(self, what: str, function: Any, *args: Any) -> Any:
@@ -246,11 +247,13 @@ class EnvPoolBatch(HostVecEnv):
                                f"(after close, reset builds a new pool)")
         if self._waiting:
             raise HostEnvError(f"{self.env_id}: step_async called twice without step_wait")
-        actions = np.asarray(actions)
-        if actions.size != self._action_size:
-            raise HostEnvError(f"{self.env_id}: expected actions of shape {self._action_shape}, "
-                               f"got {actions.shape}")
-        actions = np.ascontiguousarray(actions.reshape(self._action_shape), self._action_dtype)
+        if not (isinstance(actions, np.ndarray) and actions.shape == self._action_shape
+                and actions.dtype == self._action_dtype and actions.flags.c_contiguous):
+            actions = np.asarray(actions)
+            if actions.size != self._action_size:
+                raise HostEnvError(f"{self.env_id}: expected actions of shape {self._action_shape}, "
+                                   f"got {actions.shape}")
+            actions = np.ascontiguousarray(actions.reshape(self._action_shape), self._action_dtype)
         env_ids = self._slot
         if self._resetting.size:  # EnvPool resets an ended env on its next step, ignoring the action
             actions = np.concatenate([actions, actions[:self._resetting.size]])
@@ -274,7 +277,7 @@ class EnvPoolBatch(HostVecEnv):
         final_obs = self._obs(obs)
         next_obs = final_obs.copy()
         done = terminated | truncated
-        self._resetting = np.zeros(0, np.int32)
+        self._resetting = NO_ENVS
         if done.any():
             next_obs[done] = self._obs(self._replace_ended(np.flatnonzero(done)))
         reward = reward.astype(np.float32, copy=False)
