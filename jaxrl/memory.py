@@ -46,11 +46,10 @@ def available_bytes(devices: Sequence[Any]) -> tuple[int | None, str]:
         if all(limit > 0 for limit in limits):
             return int(min(limits)) * len(devices), f"{len(devices)} {platform} device(s)"
         return None, platform
-    try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
+    free = host_free_bytes()
+    if free is None:
         return None, "cpu"
-    return int(free), "host RAM (cpu devices)"
+    return free, "host RAM (cpu devices)"
 
 
 def _size(num_bytes: float) -> str:
@@ -128,14 +127,31 @@ def fitting_per_call(program_bytes: int, members_per_call: int, num_devices: int
     return per_device * num_devices
 
 
-def fitting_members(memory: MemoryPlan) -> int | None:
-    """The most members that fit at once when the whole population does not (None: it fits);
-    a ConfigError when not even one member fits."""
+def fitting_members(memory: MemoryPlan, host_free: int | None = None) -> int | None:
+    """The most members whose state fits the devices at once when the whole population's does
+    not (None: it fits). Sub-populations keep their states in host memory between calls, which
+    helps only where device and host memory differ: on CPU devices, and when even the host
+    (`host_free` bytes) cannot hold every member's state, or not one member fits the devices,
+    this is a ConfigError like `check`'s."""
     if memory.available is None or memory.total <= HEADROOM * memory.available:
         return None
-    if not memory.max_members:
+    if memory.copies == 2 or not memory.max_members:  # CPU: the host *is* the device memory
         check(memory)
+    whole = memory.members * memory.member_bytes
+    if host_free is not None and whole > HEADROOM * host_free:
+        raise ConfigError(f"the population does not fit: {memory.describe()}, and splitting it into "
+                          f"sub-populations would keep {_size(whole)} of states in host memory, "
+                          f"which has {_size(host_free)} free; use fewer seeds"
+                          + (" or shrink algo.buffer_size" if memory.replay_bytes else ""))
     return memory.max_members
+
+
+def host_free_bytes() -> int | None:
+    """Free host RAM in bytes (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError):
+        return None
 
 
 def check(memory: MemoryPlan) -> None:

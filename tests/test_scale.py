@@ -95,14 +95,20 @@ def test_three_learning_rates_by_four_seeds_equal_twelve_single_runs(tmp_path):
         assert scalars[f"lr_{lr:g}/seed_3/value_loss"][2048] == pytest.approx(losses[3], rel=1e-4)
 
 
-def test_a_forced_memory_limit_splits_the_population_with_the_same_results(tmp_path):
-    config = config_lib.load("configs/ppo_cartpole.yaml", TINY + ["seeds=6"])
-    train(config, tmp_path / "whole", progress=False)
-    train(config, tmp_path / "split", progress=False, memory_limit=600 * 1024)  # ~2 members fit
-    init = json.loads((tmp_path / "split" / "timings.jsonl").read_text().splitlines()[0])
-    assert init["calls_per_chunk"] >= 2 and init["members"] == 6
-    assert_same_rows(rows_by(tmp_path / "whole" / "metrics.csv", "seed"),
-                     rows_by(tmp_path / "split" / "metrics.csv", "seed"))
+def test_accelerator_state_splits_into_host_memory_but_cpu_state_cannot():
+    """On an accelerator, states beyond device memory wait in host memory between calls; on
+    CPU devices (host RAM is the device memory), or when the host cannot hold them either,
+    splitting cannot help and the error names the sizes."""
+    from jaxrl.errors import ConfigError
+    from jaxrl.memory import MemoryPlan, fitting_members
+
+    gpu = MemoryPlan(members=64, member_bytes=100, replay_bytes=60, available=1000, where="1 gpu", copies=1)
+    assert fitting_members(gpu, host_free=10**6) == 9  # 0.9 * 1000 // 100
+    assert fitting_members(gpu._replace(available=10**5), host_free=10**6) is None  # fits whole
+    with pytest.raises(ConfigError, match="host memory"):
+        fitting_members(gpu, host_free=5000)
+    with pytest.raises(ConfigError, match="largest population that fits is 4 seeds"):
+        fitting_members(gpu._replace(copies=2), host_free=10**6)
 
 
 def test_static_sweep_runs_one_program_per_value_and_ranks_every_setting(tmp_path):
@@ -220,9 +226,10 @@ def test_a_second_run_loads_its_programs_from_the_compilation_cache(tmp_path):
     assert "of compiling saved" in done.stdout
 
 
-def test_rollout_memory_counts_when_the_state_alone_would_fit(tmp_path, capfd):
+def test_a_forced_memory_limit_splits_the_population_with_the_same_results(tmp_path, capfd):
     """The state of 6 PPO members fits the limit, but the compiled program (rollouts,
-    minibatches, gradients) does not: the population is split before anything runs."""
+    minibatches, gradients) does not: the population is split before anything runs, and the
+    results equal the unsplit run's."""
     import jax
 
     from jaxrl import memory, population
@@ -235,10 +242,14 @@ def test_rollout_memory_counts_when_the_state_alone_would_fit(tmp_path, capfd):
     state = memory.plan(algo, 6, jax.devices()[:1]).total
     assert program > state  # rollouts and temporaries on top of the state
     limit = int((state + program) / 2 / memory.HEADROOM)  # room for the state, not the program
-    train(config, tmp_path / "run", progress=False, devices=jax.devices()[:1], memory_limit=limit)
+    one_device = jax.devices()[:1]
+    train(config, tmp_path / "whole", progress=False, devices=one_device)
+    train(config, tmp_path / "split", progress=False, devices=one_device, memory_limit=limit)
     assert "running sub-populations" in capfd.readouterr().err
-    init = json.loads((tmp_path / "run" / "timings.jsonl").read_text().splitlines()[0])
-    assert init["calls_per_chunk"] >= 2
+    init = json.loads((tmp_path / "split" / "timings.jsonl").read_text().splitlines()[0])
+    assert init["calls_per_chunk"] >= 2 and init["members"] == 6
+    assert_same_rows(rows_by(tmp_path / "whole" / "metrics.csv", "seed"),
+                     rows_by(tmp_path / "split" / "metrics.csv", "seed"))
 
 
 def cut_back(run_dir: Path) -> None:

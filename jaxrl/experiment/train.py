@@ -121,7 +121,7 @@ def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPla
         return requested
     if requested is not None:
         return requested
-    fitting = memory.fitting_members(memory_plan)
+    fitting = memory.fitting_members(memory_plan, memory.host_free_bytes())
     if fitting is None:
         return None
     print(f"jaxrl: {memory_plan.describe()}: too much for one program, so the population runs "
