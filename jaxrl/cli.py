@@ -105,7 +105,7 @@ def _enable_compilation_cache(location: str | None = None) -> None:
         jax.config.update("jax_enable_compilation_cache", False)
     elif cache:
         jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # every program, so a rerun compiles nothing
 
 
 SIZE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
