@@ -100,8 +100,8 @@ def pad_members(tree: Any, size: int) -> Any:
         missing = size - x.shape[0]
         if missing <= 0:
             return x
-        filler = jnp.repeat(x[-1:], missing, axis=0) if isinstance(x, jax.Array) else np.repeat(x[-1:], missing, axis=0)
-        return (jnp if isinstance(x, jax.Array) else np).concatenate([x, filler])
+        xnp = jnp if isinstance(x, jax.Array) else np  # device arrays stay on the device
+        return xnp.concatenate([x, xnp.repeat(x[-1:], missing, axis=0)])
     return jax.tree.map(pad, tree)
 
 
@@ -223,10 +223,12 @@ class Population:
         is unpadded, replicated over the mesh when padding follows, none (host memory) when split."""
         keys, hparams = self.place(keys), self.place(hparams)
         shapes = jax.eval_shape(self._init, *(self._one_call(t) for t in (keys, hparams)))
-        if self.padded_members == self.num_members:
+        if self.split:
+            sharding = None
+        elif self.padded_members == self.num_members:
             sharding = self.sharding
         else:
-            sharding = None if self.split else NamedSharding(self.mesh, P())
+            sharding = NamedSharding(self.mesh, P())
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct((self.num_members,) + s.shape[1:], s.dtype,
                                                            sharding=sharding), shapes)
 
