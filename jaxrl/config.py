@@ -84,6 +84,49 @@ class CheckpointConfig:
             raise ConfigError(f"checkpoint.keep_last must be at least 1, got {self.keep_last}")
 
 
+@dataclasses.dataclass(frozen=True)
+class PBTConfig:
+    """The `pbt:` section: population-based training (exploit/explore) between chunks."""
+
+    every_env_steps: int = 0  # per member, rounded up to whole chunks; 0: off
+    fraction: float = 0.25  # the bottom fraction copies the top fraction
+    hyperparameters: tuple[str, ...] = ()  # vmappable fields to perturb, e.g. [lr, ent_coef]
+    factors: tuple[float, ...] = (0.8, 1.2)  # each perturbed value is multiplied by one of these
+    score: str = "episode_return"  # the chunk metric that ranks members (higher is better)
+
+    def __post_init__(self):
+        if self.every_env_steps < 0:
+            raise ConfigError(f"pbt.every_env_steps must be >= 0 (0: off), got {self.every_env_steps}")
+        if not 0.0 < self.fraction <= 0.5:
+            raise ConfigError(f"pbt.fraction must lie in (0, 0.5] (bottom and top must not overlap), "
+                              f"got {self.fraction}")
+        if not self.factors or any(f <= 0 for f in self.factors):
+            raise ConfigError(f"pbt.factors must be positive numbers, got {list(self.factors)}")
+
+
+COMBINERS = ("none", "mean", "weighted_mean", "best", "fixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class CombineConfig:
+    """The `combine:` section: members' networks combined between chunks."""
+
+    strategy: str = "none"  # none | mean | weighted_mean (softmax of score / temperature) | best | fixed
+    every_env_steps: int = 0  # per member, rounded up to whole chunks
+    member: int = 0  # for `fixed`
+    temperature: float = 1.0  # for `weighted_mean`
+    score: str = "episode_return"
+
+    def __post_init__(self):
+        if self.strategy not in COMBINERS:
+            raise ConfigError(f"combine.strategy must be one of {', '.join(COMBINERS)}, got {self.strategy!r}")
+        if self.strategy != "none" and self.every_env_steps < 1:
+            raise ConfigError(f"combine.every_env_steps must be at least 1 with combine.strategy "
+                              f"{self.strategy}, got {self.every_env_steps}")
+        if self.temperature <= 0:
+            raise ConfigError(f"combine.temperature must be positive, got {self.temperature}")
+
+
 KNOWN_LOGGERS = ("tensorboard", "wandb")
 
 
@@ -117,8 +160,12 @@ class Config:
     # dotted key -> values (or {low, high, num, log}); `static:` for keys that change the
     # program. See jaxrl.sweep.
     sweep: dict = dataclasses.field(default_factory=dict)
+    pbt: PBTConfig = dataclasses.field(default_factory=PBTConfig)
+    combine: CombineConfig = dataclasses.field(default_factory=CombineConfig)
 
     def __post_init__(self):
+        if self.combine.strategy == "fixed" and not 0 <= self.combine.member < self.seeds:
+            raise ConfigError(f"combine.member must lie in 0..{self.seeds - 1}, got {self.combine.member}")
         unknown = [name for name in self.loggers if name not in KNOWN_LOGGERS]
         if unknown:
             raise ConfigError(f"unknown logger(s) {', '.join(unknown)} in loggers; available: "
@@ -237,6 +284,13 @@ def from_dict(data: dict) -> Config:
     if isinstance(algo_data, dict) and algo_data.get("name") in ALGOS:
         data = sweep_lib.lift_inline_lists(data, sweep_lib.scalar_fields(ALGOS[algo_data["name"]].Config))
     config = _single(data)
+    fields = ALGOS[config.algo.name].HParams._fields
+    wrong = [name for name in config.pbt.hyperparameters if name not in fields]
+    if wrong:
+        raise ConfigError(f"pbt.hyperparameters: {', '.join(wrong)} cannot be perturbed; "
+                          f"{config.algo.name}'s vmappable hyperparameters are {', '.join(fields)}")
+    if config.pbt.every_env_steps and not config.pbt.hyperparameters:
+        raise ConfigError("pbt.hyperparameters must name what to perturb, e.g. [lr]")
     if not config.sweep:
         return config
     vmapped, static = sweep_lib.split(config.sweep)

@@ -316,7 +316,8 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
         on_chunk: Callable[[ChunkReport], None] | None = None,
         on_start: Callable[["Population"], None] | None = None,
         restore: Callable[["Population", Any], tuple[Any, int] | None] | None = None,
-        after_chunk: Callable[[ChunkReport, Any], None] | None = None,
+        after_chunk: Callable[[ChunkReport, Any, Any], None] | None = None,
+        between_chunks: Callable[[ChunkReport, Any, Any], tuple[Any, Any, dict]] | None = None,
         population: Population | None = None) -> RunResult:
     """Trains `num_members` agents for `algo.num_updates` updates each and evaluates them.
 
@@ -324,8 +325,11 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
     [num_members] axis to vary them. Evaluation runs after every `eval_every_chunks`-th
     chunk (0: only at the end) when an `evaluator` is given. `on_chunk` sees each report as
     soon as it is on the host (progress bars, loggers); `after_chunk(report, state)` may
-    save the state (checkpoints) before the next chunk takes it over. `restore(population,
-    abstract_state)` may return `(state, updates_done)` to continue a run from a chunk
+    save the state and hyperparameters (checkpoints) before the next chunk takes them over.
+    `between_chunks(report, state, hparams)` may change both between chunks (population-based
+    training, combiners; `jaxrl.experiment.population_ops`) and returns `(state, hparams,
+    extra per-member metrics for the report)`. `restore(population, abstract_state)` may return
+    `(state, updates_done)` or `(state, updates_done, hparams)` to continue a run from a chunk
     boundary instead of starting afresh; the continuation is bit-for-bit the same run.
     A ready `population` (e.g. `jaxrl.host_loop.HostPopulation`) replaces the default one
     built from `algo`, `evaluator`, `devices`, `max_members_per_call` and `seed_index` (see
@@ -336,14 +340,15 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
                                           seed_index=seed_index)
     try:
         return _run(population, algo, num_members, seed, hparams, updates_per_chunk,
-                    eval_every_chunks, on_chunk, on_start, restore, after_chunk)
+                    eval_every_chunks, on_chunk, on_start, restore, after_chunk, between_chunks)
     finally:
         population.close()
 
 
 def _run(population: Population, algo: Algorithm, num_members: int, seed: int, hparams: Any,
          updates_per_chunk: int, eval_every_chunks: int, on_chunk: Callable | None,
-         on_start: Callable | None, restore: Callable | None, after_chunk: Callable | None) -> RunResult:
+         on_start: Callable | None, restore: Callable | None, after_chunk: Callable | None,
+         between_chunks: Callable | None = None) -> RunResult:
     hparams = population.place(broadcast_hparams(
         algo.default_hparams if hparams is None else hparams, num_members))
     eval_keys = stream_keys(seed, num_members, EVAL_STREAM, population.seed_index)
@@ -351,6 +356,8 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
     restored = restore(population, population.abstract_state(init_keys, hparams)) if restore else None
     if restored:
         state, updates_done = population.from_saved(restored[0]), restored[1]
+        if len(restored) > 2 and restored[2] is not None:  # hyperparameters changed during the run (PBT)
+            hparams = population.place(restored[2])
     else:
         state, updates_done = population.init(init_keys, hparams), 0
     if updates_done % updates_per_chunk and updates_done < algo.num_updates:
@@ -389,11 +396,14 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
         report = ChunkReport(index, updates_done, updates_done * algo.env_steps_per_update,
                              seconds, {k: np.asarray(v) for k, v in metrics.items()}, eval_returns,
                              eval_seconds, env_seconds)
+        if between_chunks is not None:
+            state, hparams, extra = between_chunks(report, state, hparams)
+            report = report._replace(metrics={**report.metrics, **extra})
         reports.append(report)
         if on_chunk is not None:
             on_chunk(report)
         if after_chunk is not None:
-            after_chunk(report, population.unpad(state))
+            after_chunk(report, population.unpad(state), population.unpad(hparams))
     if final_eval is None and population.can_evaluate and updates_done >= algo.num_updates:
         # restored from the final checkpoint (the run stopped before its summary): the final
         # evaluation again, with the last chunk's keys, so it equals the one that was lost

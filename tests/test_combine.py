@@ -135,3 +135,91 @@ def test_combiners_run_jitted_on_a_population():
     jitted = jax.jit(lambda s, sc, v: combine.mean_params(s, sc, v))
     out = jitted(state, jnp.asarray(SCORES), jnp.asarray(VALID))
     assert jax.tree.structure(out) == jax.tree.structure(jax.tree.map(jnp.asarray, state))
+
+
+# ---- through training -------------------------------------------------------------------
+
+TINY = ["total_env_steps=8192", "log_every_env_steps=2048", "eval.episodes=2", "env.num_envs=4",
+        "algo.num_steps=32", "algo.num_minibatches=2", "checkpoint.every_env_steps=2048"]
+
+
+@pytest.mark.timeout(600)
+def test_pbt_run_replaces_the_bottom_with_perturbed_copies_of_the_top_and_resumes_exactly(tmp_path):
+    import json
+    import shutil
+
+    from jaxrl import config as config_lib
+    from jaxrl.experiment.run_dir import read_metrics
+    from jaxrl.experiment.train import interrupted, train
+
+    config = config_lib.load("configs/ppo_cartpole.yaml", TINY + [
+        "seeds=8", "pbt.every_env_steps=2048", "pbt.fraction=0.25", "pbt.hyperparameters=[lr,clip_eps]"])
+    train(config, tmp_path / "pbt", progress=False)
+    rows = read_metrics(tmp_path / "pbt" / "metrics.csv")
+    chunks = sorted({int(r["env_steps"]) for r in rows})
+    for before, after in zip(chunks, chunks[1:]):
+        old = {int(r["seed"]): r for r in rows if int(r["env_steps"]) == before}
+        new = {int(r["seed"]): r for r in rows if int(r["env_steps"]) == after}
+        if after == chunks[-1]:
+            break
+        returns = np.array([float(old[m]["episode_return"] or "nan") for m in range(8)])
+        ranked = sorted(range(8), key=lambda m: (-np.inf if np.isnan(returns[m]) else returns[m], m))
+        bottom, top = set(ranked[:2]), set(ranked[-2:])
+        parents = {m: int(float(old[m]["pbt_parent"])) for m in range(8)}
+        assert {m for m in range(8) if parents[m] != m} == bottom and all(parents[m] in top for m in bottom)
+        for m in bottom:  # copied from the parent, then multiplied by 0.8 or 1.2
+            for name in ("lr", "clip_eps"):
+                ratio = float(old[m][f"hp_{name}"]) / float(old[parents[m]][f"hp_{name}"]) if before > chunks[0] else None
+                if ratio is not None:
+                    assert ratio == pytest.approx(0.8, rel=1e-5) or ratio == pytest.approx(1.2, rel=1e-5) \
+                        or float(old[m][f"hp_{name}"]) == 1.0  # clip_eps clipped at 1
+        assert set(new) == set(range(8))  # the population keeps its shape
+    assert (tmp_path / "pbt" / "plots" / "pbt_hyperparameters.png").stat().st_size > 0
+
+    resumed = tmp_path / "resumed"  # killed after its first checkpoint: hyperparameters come back too
+    shutil.copytree(tmp_path / "pbt", resumed)
+    steps = sorted(int(p.name) for p in (resumed / "checkpoints").iterdir() if p.name.isdigit())
+    for step in steps[1:]:
+        shutil.rmtree(resumed / "checkpoints" / str(step))
+    (resumed / "summary.json").unlink()
+    assert interrupted(resumed)
+    train(config, resumed, progress=False, resume=True)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "sps"} for r in rs]  # noqa: E731
+    assert strip(read_metrics(resumed / "metrics.csv")) == strip(rows)
+    finals = [json.loads((d / "summary.json").read_text())["final_eval"]["per_seed"] for d in (tmp_path / "pbt", resumed)]
+    assert finals[0] == finals[1]
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("strategy", ["fixed", "best", "mean"])
+def test_combiners_between_chunks_act_on_the_trained_population(strategy):
+    from jaxrl import config as config_lib, population
+    from jaxrl.experiment.population_ops import make_between_chunks
+    from jaxrl.experiment.train import build
+
+    config = config_lib.load("configs/ppo_cartpole.yaml", TINY + [
+        "seeds=3", f"combine.strategy={strategy}", "combine.every_env_steps=2048", "combine.member=1"])
+    built = build(config)
+    pop = population.Population(built.algo, 3, devices=jax.devices()[:1])
+    hook = make_between_chunks(config, pop, built.algo.num_updates, built.updates_per_chunk,
+                               built.algo.env_steps_per_update)
+    seen = []
+
+    def between(report, state, hparams):
+        before = jax.device_get(state.params)
+        state, hparams, extra = hook(report, state, hparams)
+        seen.append((report, before, jax.device_get(state.params)))
+        return state, hparams, extra
+
+    population.run(built.algo, 3, updates_per_chunk=built.updates_per_chunk, between_chunks=between,
+                   population=pop)
+    report, before, after = seen[0]
+    returns = report.metrics["episode_return"]
+    for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+        old, new = np.asarray(old), np.asarray(new)
+        expected = {"fixed": old[1], "best": old[int(np.nanargmax(returns))], "mean": old.mean(axis=0)}[strategy]
+        for member in range(3):
+            np.testing.assert_allclose(new[member], expected, rtol=1e-5, atol=1e-6)
+    last_report, last_before, last_after = seen[-1]  # nothing changes after the last chunk
+    for old, new in zip(jax.tree.leaves(last_before), jax.tree.leaves(last_after)):
+        np.testing.assert_array_equal(np.asarray(old), np.asarray(new))

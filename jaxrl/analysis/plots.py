@@ -9,18 +9,43 @@ import numpy as np
 
 def _finish(fig, ax, title: str, ylabel: str, path: str | Path) -> Path:
     """Labels a learning-curve axis (x: env steps per seed), writes the PNG and frees the figure."""
-    import matplotlib.pyplot as plt
-
     ax.set_xlabel("env steps per seed")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Writes a figure as PNG (creating its folder) and frees it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def hyperparameter_schedules(steps: np.ndarray, values: dict[str, np.ndarray], path: str | Path,
+                             title: str) -> Path:
+    """One panel per hyperparameter: every member's value over env steps ([points, members]),
+    the schedules population-based training produced."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(values), 1, figsize=(7, 2.6 * len(values)), dpi=120, squeeze=False)
+    for ax, (name, table) in zip(axes[:, 0], values.items()):
+        ax.plot(steps, table, linewidth=0.8, alpha=0.7, drawstyle="steps-post")
+        ax.set_ylabel(name)
+        ax.set_yscale("log" if np.nanmin(table) > 0 and np.nanmax(table) / np.nanmin(table) > 10 else "linear")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("env steps per seed")
+    return _save(fig, path)
 
 
 def settings_curves(steps: np.ndarray, curves: dict[str, np.ndarray], path: str | Path,

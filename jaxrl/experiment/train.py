@@ -16,7 +16,7 @@ from jaxrl import sweep as sweep_lib
 from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.algos.base import Algorithm
 from jaxrl.analysis import aggregate
-from jaxrl.analysis.plots import learning_curve, settings_curves
+from jaxrl.analysis.plots import hyperparameter_schedules, learning_curve, settings_curves
 from jaxrl import config as config_lib
 from jaxrl.config import Config, dump
 from jaxrl.errors import ConfigError, RunDirError
@@ -24,6 +24,7 @@ from jaxrl.envs import make_vec, registered_ids
 from jaxrl.envs.host import HostEnvError, HostEnvSpec, JaxStandIn, host_spec, open_host_env, resolve_backend
 from jaxrl.evaluation import episode_limit, make_evaluator
 from jaxrl.experiment.checkpoints import CheckpointError, Checkpointer
+from jaxrl.experiment import population_ops
 from jaxrl.experiment.loggers import make_loggers, require as require_loggers
 from jaxrl.runtime import CompileCacheStats
 from jaxrl.experiment.run_dir import (
@@ -298,7 +299,9 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         last_updates[0] = restored.step
         bar.skip(restored.step)
         append_jsonl(timings, {"event": "resume", "from_update": restored.step})
-        return restored.state, restored.step
+        saved_hparams = restored.progress.get("hparams")  # PBT changed them during the run
+        return (restored.state, restored.step,
+                population_ops.hparams_from_json(saved_hparams, algo.default_hparams) if saved_hparams else None)
 
     def on_start(pop: population.Population) -> None:
         append_jsonl(timings, {"event": "init", "compile_seconds": round(pop.compile_seconds, 3),
@@ -339,15 +342,17 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         append_jsonl(timings, {"event": "video", "path": str(path.relative_to(out_dir)),
                                "seconds": round(time.perf_counter() - start, 3)})
 
-    def after_chunk(report: population.ChunkReport, state: Any) -> None:
+    def after_chunk(report: population.ChunkReport, state: Any, hparams: Any) -> None:
         if config.eval.video and report.eval_returns is not None:
             record_best_episode(report, state)
         last = report.updates_done >= algo.num_updates
         if last or (checkpoint_every and (report.chunk + 1) % checkpoint_every == 0):
             start = time.perf_counter()
-            checkpointer.save(report.updates_done, saved_part(state),
-                              {"updates_done": report.updates_done, "env_steps": report.env_steps,
-                               "chunk": report.chunk}, _score(report))
+            progress = {"updates_done": report.updates_done, "env_steps": report.env_steps,
+                        "chunk": report.chunk}
+            if config.pbt.every_env_steps:  # hyperparameters are part of the state under PBT
+                progress["hparams"] = population_ops.hparams_to_json(pop.fetch(hparams))
+            checkpointer.save(report.updates_done, saved_part(state), progress, _score(report))
             append_jsonl(timings, {"event": "checkpoint", "update": report.updates_done,
                                    "seconds": round(time.perf_counter() - start, 4)})
 
@@ -359,10 +364,13 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     try:
         if built.host is None and max_members_per_call is None:
             pop = fit_to_memory(config, built, pop, hparams, devices, memory_limit)
+        between_chunks = population_ops.make_between_chunks(
+            config, pop, algo.num_updates, built.updates_per_chunk, algo.env_steps_per_update)
         result = population.run(
             algo, members, seed=config.seed, updates_per_chunk=built.updates_per_chunk,
             eval_every_chunks=built.eval_every_chunks, on_chunk=on_chunk, on_start=on_start,
-            restore=restore, after_chunk=after_chunk, hparams=hparams, population=pop)
+            restore=restore, after_chunk=after_chunk, between_chunks=between_chunks,
+            hparams=hparams, population=pop)
     finally:
         cache_stats.close()
         bar.close()
@@ -389,6 +397,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
             [(s, final[lay.members_of(i)]) for i, s in enumerate(lay.settings)])
     write_json(out_dir / "summary.json", summary)
     _plot_curves(out_dir, config, members_plot_title(config, lay))
+    if config.pbt.every_env_steps:
+        _plot_schedules(out_dir, config)
     summary["run_dir"] = str(run_dir)
     return summary
 
@@ -410,6 +420,23 @@ def _plot_curves(run_dir: Path, config: Config, title: str, folders: Sequence[Pa
         learning_curve(steps, next(iter(curves.values())), run_dir / "plots" / "learning_curve.png", title=title)
     else:
         settings_curves(steps, curves, run_dir / "plots" / "learning_curve.png", title=title)
+
+
+def _plot_schedules(run_dir: Path, config: Config) -> None:
+    """plots/pbt_hyperparameters.png: each member's perturbed hyperparameters over training."""
+    rows = read_metrics(run_dir / "metrics.csv")
+    steps = sorted({int(row["env_steps"]) for row in rows})
+    index = {step: i for i, step in enumerate(steps)}
+    members = sum(int(row["env_steps"]) == steps[0] for row in rows)  # rows come member by member
+    values = {}
+    for name in config.pbt.hyperparameters:
+        table = np.full((len(steps), members), np.nan)
+        for position, row in enumerate(rows):
+            if row.get(f"hp_{name}"):
+                table[index[int(row["env_steps"])], position % members] = float(row[f"hp_{name}"])
+        values[name] = table
+    hyperparameter_schedules(np.array(steps), values, run_dir / "plots" / "pbt_hyperparameters.png",
+                             title=f"PBT on {config.env.id}: each member's hyperparameters")
 
 
 def train_static_sweep(config: Config, run_dir: str | Path, *, progress: bool = True,
