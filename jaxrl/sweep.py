@@ -224,12 +224,6 @@ def stacked_hparams(config: Any, lay: Layout) -> Any:
     return jax.tree.map(lambda *xs: jnp.repeat(jnp.stack(xs), lay.seeds, axis=0), *per_setting)
 
 
-def swept_fields(config: Any) -> list[str]:
-    """Every dotted key the sweep varies, static ones included."""
-    vmapped, static = split(config.sweep)
-    return list(vmapped) + list(static)
-
-
 def scalar_fields(algo_config_cls: type) -> set[str]:
     """`algo:` fields whose values are scalars, so a list there can only mean a sweep."""
     import typing

@@ -452,21 +452,26 @@ def train_static_sweep(config: Config, run_dir: str | Path, *, progress: bool = 
     programs = [(s, sweep_lib.fixed_config(config, s.values, keep_vmapped=True)) for s in statics]
     for _, program in programs:  # every program's config is checked before anything runs
         build(program)
-    if not resume:
+    if not resume and distributed.is_primary():
         create_run_dir(run_dir)
         (run_dir / "config.yaml").write_text(dump(config))
+    distributed.barrier("sweep folder ready")
     settings, program_rows, folders = [], [], []
     for static, program in programs:
         folder = run_dir / sweep_lib.folder_name(static)
         folders.append(folder)
-        if not (folder / "summary.json").exists():
+        if (folder / "summary.json").exists():  # finished before an interruption
+            summary = json.loads((folder / "summary.json").read_text())
+        else:
             again = folder.exists() and interrupted(folder)
-            if folder.exists() and not again:  # stopped before its first checkpoint: start over
+            if folder.exists() and not again and distributed.is_primary():  # stopped before its
+                # first checkpoint: set aside, start over
                 folder.rename(folder.with_name(f"{folder.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}"))
-            print(f"jaxrl: program {static.name} ({len(programs)} in sequence) in {folder}", file=sys.stderr)
-            train(program, folder, progress=progress, devices=devices, resume=again,
-                  max_members_per_call=max_members_per_call, memory_limit=memory_limit)
-        summary = json.loads((folder / "summary.json").read_text())
+            distributed.barrier(f"program {folder.name} ready")
+            if distributed.is_primary():
+                print(f"jaxrl: program {static.name} ({len(programs)} in sequence) in {folder}", file=sys.stderr)
+            summary = train(program, folder, progress=progress, devices=devices, resume=again,
+                            max_members_per_call=max_members_per_call, memory_limit=memory_limit)
         program_rows.append({"program": folder.name, "values": static.values,
                              "steady_sps": summary["steady_sps"], "compile_seconds": summary["compile_seconds"],
                              "wall_seconds": summary["wall_seconds"]})
@@ -480,9 +485,10 @@ def train_static_sweep(config: Config, run_dir: str | Path, *, progress: bool = 
                "compile_seconds": sum(p["compile_seconds"] for p in program_rows),
                "wall_seconds": sum(p["wall_seconds"] for p in program_rows),
                "versions": environment_versions()}
-    write_json(run_dir / "summary.json", summary)
-    _plot_curves(run_dir, config, f"{config.algo.name.upper()} on {config.env.id} "
-                                  f"({config.seeds} seeds x {len(ranked)} settings)", folders)
+    if distributed.is_primary():
+        write_json(run_dir / "summary.json", summary)
+        _plot_curves(run_dir, config, f"{config.algo.name.upper()} on {config.env.id} "
+                                      f"({config.seeds} seeds x {len(ranked)} settings)", folders)
     summary["run_dir"] = str(run_dir)
     return summary
 
