@@ -1,4 +1,4 @@
-"""`jaxrl train | eval | plot | export | envs`: argument parsing and error reporting only; the work lives elsewhere."""
+"""`jaxrl train | sweep | eval | plot | export | envs`: argument parsing and error reporting only; the work lives elsewhere."""
 
 from __future__ import annotations
 
@@ -45,6 +45,22 @@ def _parser() -> argparse.ArgumentParser:
                        help="persistent compilation cache folder (default $JAXRL_COMPILATION_CACHE or "
                             "~/.cache/jaxrl/xla; 'off' disables it): a second run of a config skips compiling")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    search = commands.add_parser(
+        "sweep", help="Optuna search over a config's search: space, trials batched into populations")
+    search.add_argument("config", help="a YAML config with a search: section, e.g. configs/ppo_cartpole_search.yaml")
+    search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    search.add_argument("--trials", type=int, required=True, help="trials in all (a continued sweep counts its earlier ones)")
+    search.add_argument("--batch", type=int,
+                        help="trials trained together as one population (default min(16, trials))")
+    search.add_argument("--seeds", type=int, help="seeds per trial (overrides `seeds`)")
+    search.add_argument("--run-dir", help="sweep folder (default runs/<config>-sweep-<time>); running the "
+                                          "same command on it again continues an interrupted sweep")
+    search.add_argument("--storage", help="Optuna storage URL (default sqlite:///RUN_DIR/study.db)")
+    search.add_argument("--devices", type=int, help="devices to shard each batch over (default: all)")
+    search.add_argument("--memory-limit", metavar="SIZE", help="as for jaxrl train")
+    search.add_argument("--compilation-cache", metavar="DIR", help="as for jaxrl train")
+    search.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run from its checkpoint")
     evaluate.add_argument("run_dir", help="a run folder written by `jaxrl train`")
@@ -187,6 +203,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _devices(count: int | None) -> list | None:
+    """The first `count` devices (None: all), refusing more than exist."""
+    import jax
+
+    from jaxrl.errors import ConfigError
+
+    if count is None:
+        return None
+    if not 1 <= count <= jax.device_count():
+        raise ConfigError(f"--devices {count} must lie between 1 and the {jax.device_count()} "
+                          f"{jax.default_backend()} device(s) found")
+    return jax.devices()[:count]
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from jaxrl import config as config_lib
+    from jaxrl.experiment.run_dir import default_run_dir
+    from jaxrl.experiment.tune import format_sweep, require_optuna, sweep
+
+    require_optuna()
+    overrides = list(args.overrides) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
+    config = config_lib.load(args.config, overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(f"{Path(args.config).stem}-sweep")
+    _enable_compilation_cache(args.compilation_cache)
+    summary = sweep(config, run_dir, trials=args.trials, batch=args.batch, storage=args.storage,
+                    progress=not args.no_progress, devices=_devices(args.devices),
+                    memory_limit=parse_size(args.memory_limit) if args.memory_limit else None)
+    print(format_sweep(summary))
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from jaxrl.errors import ConfigError
 
@@ -247,15 +294,17 @@ def _envs() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come after options too
-    unknown = [x for x in extra if x.startswith("-") or "=" not in x or args.command != "train"]
+    unknown = [x for x in extra if x.startswith("-") or "=" not in x or args.command not in ("train", "sweep")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "sweep":
+        args.overrides = list(args.overrides) + extra
     if args.command == "train":
         if args.config and "=" in args.config and not Path(args.config).exists():
             args.overrides = [args.config] + list(args.overrides)  # `--resume DIR key=value`
             args.config = None
         args.overrides = list(args.overrides) + extra
-    if args.command in ("train", "eval"):
+    if args.command in ("train", "eval", "sweep"):
         from jaxrl.runtime import cpu_defaults
 
         cpu_defaults(args.devices if args.devices and args.devices > 0 else None)
@@ -263,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _quiet_libraries()
     try:
-        return {"train": _train, "eval": _eval, "plot": _plot, "export": _export,
+        return {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "export": _export,
                 "envs": lambda _: _envs()}[args.command](args)
     except JaxrlError as error:
         print(f"jaxrl: error: {error}", file=sys.stderr)

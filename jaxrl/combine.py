@@ -7,7 +7,9 @@ pure and jittable, so it runs on the sharded population between chunks.
 
 - Combiners set members' networks from the others: `mean_of` (optionally weighted by score),
   `broadcast` of the best or a fixed member. A custom combiner is any function
-  `(population_state, stats) -> population_state`.
+  `(population_state, stats) -> population_state` (`stats`: the chunk's per-member metrics,
+  `score` and `valid`; see `jaxrl.experiment.population_ops.chunk_stats`), named in a config
+  as `combine.strategy: "module:function"`; `best_networks` is one, as an example.
 - PBT (Jaderberg et al. 2017): `pbt_sources` picks, for each member in the bottom fraction, a
   member of the top fraction to copy (exploit); `perturb` multiplies the copied
   hyperparameters by random factors (explore).
@@ -82,6 +84,15 @@ def best_member(state: Any, scores: chex.Array, valid: chex.Array) -> Any:
 def fixed_member(state: Any, index: int) -> Any:
     """Combiner: every member takes member `index`'s networks and optimiser state."""
     return broadcast(state, index, present(state, AGENT_FIELDS))
+
+
+def best_networks(state: Any, stats: dict[str, Any]) -> Any:
+    """An example custom combiner (`combine.strategy: "jaxrl.combine:best_networks"`): every
+    member takes the best-scoring member's networks and keeps everything else its own (its
+    optimiser state, envs, replay buffer), unlike the built-in `best`, which copies the
+    optimiser state too."""
+    index = best_index(jnp.asarray(stats["score"]), jnp.asarray(stats["valid"]))
+    return broadcast(state, index, present(state, MODEL_FIELDS))
 
 
 def pbt_sources(key: chex.PRNGKey, scores: chex.Array, valid: chex.Array,

@@ -84,47 +84,117 @@ class CheckpointConfig:
             raise ConfigError(f"checkpoint.keep_last must be at least 1, got {self.keep_last}")
 
 
+SCHEDULE_KEYS = ("every_env_steps", "every_updates", "every_episodes")
+
+
+def _check_schedule(section: Any, name: str) -> None:
+    """A `pbt:` or `combine:` section's schedule: every `every_*` >= 0, at most one set."""
+    for key in SCHEDULE_KEYS:
+        if getattr(section, key) < 0:
+            raise ConfigError(f"{name}.{key} must be >= 0 (0: off), got {getattr(section, key)}")
+    chosen = [f"{name}.{key}={getattr(section, key)}" for key in SCHEDULE_KEYS if getattr(section, key)]
+    if len(chosen) > 1:
+        raise ConfigError(f"{name}: set at most one of {', '.join(f'{name}.{k}' for k in SCHEDULE_KEYS)} "
+                          f"(the schedule), got {' and '.join(chosen)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class PBTConfig:
-    """The `pbt:` section: population-based training (exploit/explore) between chunks."""
+    """The `pbt:` section: population-based training (exploit/explore) between chunks.
 
-    every_env_steps: int = 0  # per member, rounded up to whole chunks; 0: off
+    Its schedule is one of `every_env_steps` or `every_updates` (per member, rounded up to
+    whole chunks) or `every_episodes` (at the first chunk end where the members have finished
+    that many episodes each on average since the last exploit); all 0: off."""
+
+    every_env_steps: int = 0
+    every_updates: int = 0
+    every_episodes: int = 0
     fraction: float = 0.25  # the bottom fraction copies the top fraction
     hyperparameters: tuple[str, ...] = ()  # vmappable fields to perturb, e.g. [lr, ent_coef]
     factors: tuple[float, ...] = (0.8, 1.2)  # each perturbed value is multiplied by one of these
     score: str = "episode_return"  # the chunk metric that ranks members (higher is better)
 
     def __post_init__(self):
-        if self.every_env_steps < 0:
-            raise ConfigError(f"pbt.every_env_steps must be >= 0 (0: off), got {self.every_env_steps}")
+        _check_schedule(self, "pbt")
         if not 0.0 < self.fraction <= 0.5:
             raise ConfigError(f"pbt.fraction must lie in (0, 0.5] (bottom and top must not overlap), "
                               f"got {self.fraction}")
         if not self.factors or any(f <= 0 for f in self.factors):
             raise ConfigError(f"pbt.factors must be positive numbers, got {list(self.factors)}")
 
+    @property
+    def enabled(self) -> bool:
+        """Whether PBT runs (one of its `every_*` is set)."""
+        return any(getattr(self, key) for key in SCHEDULE_KEYS)
 
-COMBINERS = ("none", "mean", "weighted_mean", "best", "fixed")
+
+COMBINERS = ("none", "mean", "weighted_mean", "best", "fixed", "data_parallel")
 
 
 @dataclasses.dataclass(frozen=True)
 class CombineConfig:
-    """The `combine:` section: members' networks combined between chunks."""
+    """The `combine:` section: members' networks combined between chunks, or (data_parallel)
+    one learner fed by every member's experience.
 
-    strategy: str = "none"  # none | mean | weighted_mean (softmax of score / temperature) | best | fixed
-    every_env_steps: int = 0  # per member, rounded up to whole chunks
+    `strategy` is a built-in (see `COMBINERS`) or `"module:function"`, a function
+    `(population_state, stats) -> population_state` imported when the run is built (see
+    `jaxrl.experiment.population_ops`). The schedule is one of `every_env_steps`,
+    `every_updates` (per member, rounded up to whole chunks) or `every_episodes` (the members'
+    mean episodes finished since the last combination); `data_parallel` acts at every gradient
+    step instead and takes none."""
+
+    strategy: str = "none"  # none | mean | weighted_mean | best | fixed | data_parallel | module:function
+    every_env_steps: int = 0
+    every_updates: int = 0
+    every_episodes: int = 0
     member: int = 0  # for `fixed`
-    temperature: float = 1.0  # for `weighted_mean`
+    temperature: float = 1.0  # for `weighted_mean`: softmax of score / temperature
     score: str = "episode_return"
 
     def __post_init__(self):
-        if self.strategy not in COMBINERS:
-            raise ConfigError(f"combine.strategy must be one of {', '.join(COMBINERS)}, got {self.strategy!r}")
-        if self.strategy != "none" and self.every_env_steps < 1:
-            raise ConfigError(f"combine.every_env_steps must be at least 1 with combine.strategy "
-                              f"{self.strategy}, got {self.every_env_steps}")
+        custom = ":" in self.strategy
+        if custom and not all(part.strip() for part in self.strategy.split(":", 1)):
+            raise ConfigError(f"combine.strategy {self.strategy!r} must name a function as "
+                              f"module:function, e.g. my_combiners:keep_best")
+        if not custom and self.strategy not in COMBINERS:
+            raise ConfigError(f"combine.strategy must be one of {', '.join(COMBINERS)} or a function "
+                              f"given as module:function, got {self.strategy!r}")
+        _check_schedule(self, "combine")
+        scheduled = any(getattr(self, key) for key in SCHEDULE_KEYS)
+        if self.strategy == "data_parallel" and scheduled:
+            raise ConfigError("combine.strategy data_parallel averages gradients at every gradient step; "
+                              "remove combine.every_env_steps, every_updates and every_episodes")
+        if self.strategy not in ("none", "data_parallel") and not scheduled:
+            raise ConfigError(f"combine.strategy {self.strategy} needs a schedule: set one of "
+                              f"combine.every_env_steps, combine.every_updates or combine.every_episodes")
         if self.temperature <= 0:
             raise ConfigError(f"combine.temperature must be positive, got {self.temperature}")
+
+
+OBJECTIVES = ("final_iqm", "final_mean", "final_median", "final_min", "eval_auc")
+SAMPLERS = ("tpe", "random", "qmc", "cmaes")
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The `search:` section: what `jaxrl sweep` searches over with Optuna (see jaxrl.tune)."""
+
+    # dotted key -> {type: log_uniform | uniform | int | categorical, low, high, step, log, choices}
+    space: dict = dataclasses.field(default_factory=dict)
+    objective: str = "final_iqm"  # maximised, over each trial's seeds; eval_auc: mean of every evaluation
+    sampler: str = "tpe"
+    pruner: str = "none"
+    pruner_startup_trials: int = 4  # completed trials before any pruning
+    pruner_warmup_env_steps: int = 0  # per member: no pruning before this many env steps
+    seed: int | None = None  # the sampler's seed (default: the config's `seed`)
+
+    def __post_init__(self):
+        for key, allowed in (("objective", OBJECTIVES), ("sampler", SAMPLERS), ("pruner", PRUNERS)):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"search.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
+        if self.pruner_startup_trials < 0 or self.pruner_warmup_env_steps < 0:
+            raise ConfigError("search.pruner_startup_trials and search.pruner_warmup_env_steps must be >= 0")
 
 
 KNOWN_LOGGERS = ("tensorboard", "wandb")
@@ -162,10 +232,14 @@ class Config:
     sweep: dict = dataclasses.field(default_factory=dict)
     pbt: PBTConfig = dataclasses.field(default_factory=PBTConfig)
     combine: CombineConfig = dataclasses.field(default_factory=CombineConfig)
+    search: SearchConfig = dataclasses.field(default_factory=SearchConfig)  # for `jaxrl sweep`
 
     def __post_init__(self):
         if self.combine.strategy == "fixed" and not 0 <= self.combine.member < self.seeds:
             raise ConfigError(f"combine.member must lie in 0..{self.seeds - 1}, got {self.combine.member}")
+        if self.combine.strategy == "data_parallel" and self.pbt.enabled:
+            raise ConfigError("combine.strategy data_parallel trains one learner, so pbt has no members "
+                              "to choose between; turn off pbt (its every_*) or choose another combiner")
         unknown = [name for name in self.loggers if name not in KNOWN_LOGGERS]
         if unknown:
             raise ConfigError(f"unknown logger(s) {', '.join(unknown)} in loggers; available: "
@@ -289,11 +363,18 @@ def from_dict(data: dict) -> Config:
     if wrong:
         raise ConfigError(f"pbt.hyperparameters: {', '.join(wrong)} cannot be perturbed; "
                           f"{config.algo.name}'s vmappable hyperparameters are {', '.join(fields)}")
-    if config.pbt.every_env_steps and not config.pbt.hyperparameters:
+    if config.pbt.enabled and not config.pbt.hyperparameters:
         raise ConfigError("pbt.hyperparameters must name what to perturb, e.g. [lr]")
+    if config.search.space:
+        _check_search(config, data)
     if not config.sweep:
         return config
     vmapped, static = sweep_lib.split(config.sweep)
+    in_program = [key for key in config.sweep if key != sweep_lib.STATIC]  # vmapped: grid or settings
+    if in_program and config.combine.strategy == "data_parallel":
+        raise ConfigError(f"combine.strategy data_parallel averages every member's gradients into one "
+                          f"learner, so a vmapped sweep ({', '.join(in_program)}) cannot vary them; move "
+                          f"the keys under sweep.static: (one program each) or drop data_parallel")
     base = {k: v for k, v in data.items() if k != "sweep"}
 
     def validated(key: str, values: list) -> list:  # each value as its single run reads it
@@ -301,9 +382,32 @@ def from_dict(data: dict) -> Config:
 
     vmapped = {key: validated(key, values) for key, values in vmapped.items()}
     static = {key: validated(key, values) for key, values in static.items()}
-    sweep_lib.check({**vmapped, sweep_lib.STATIC: static},
-                    sweep_lib.vmappable_keys(ALGOS[config.algo.name], config.env.normalize_reward))
-    return dataclasses.replace(config, sweep={**vmapped, **({sweep_lib.STATIC: static} if static else {})})
+    settings = [{**({"name": s.name} if s.name else {}), **{k: validated(k, [v])[0] for k, v in s.values.items()}}
+                for s in sweep_lib.listed(config.sweep)]
+    checked = {**vmapped, sweep_lib.STATIC: static, **({sweep_lib.SETTINGS: settings} if settings else {})}
+    sweep_lib.check(checked, sweep_lib.vmappable_keys(ALGOS[config.algo.name], config.env.normalize_reward))
+    return dataclasses.replace(config, sweep={**vmapped, **({sweep_lib.SETTINGS: settings} if settings else {}),
+                                              **({sweep_lib.STATIC: static} if static else {})})
+
+
+def _check_search(config: Config, data: dict) -> None:
+    """A search space must stand alone (no sweep, PBT or combiner beside it), and each end of
+    each range, each choice, must be a value the key accepts in a single run."""
+    for section, default in (("sweep", {}), ("pbt", PBTConfig()), ("combine", CombineConfig())):
+        if getattr(config, section) != default:
+            raise ConfigError(f"search: cannot be combined with {section}: (jaxrl sweep chooses every "
+                              f"trial's settings itself); remove the {section}: section")
+    base = {k: v for k, v in data.items() if k not in ("sweep", "search")}
+    for param in sweep_lib.parse_space(config.search.space):
+        what = "choice" if param.kind == "categorical" else "bound"
+        for value in param.bounds:
+            try:
+                read = _read(_single(sweep_lib.with_values(base, {param.key: value})), param.key)
+            except ConfigError as error:
+                raise ConfigError(f"search.space.{param.key}: {what} {value!r} is not a value this key "
+                                  f"takes ({error})") from None
+            if param.kind in ("uniform", "log_uniform") and isinstance(read, int) and not isinstance(read, bool):
+                raise ConfigError(f"search.space.{param.key} is a whole number; use type: int")
 
 
 def _read(config: Any, key: str) -> Any:

@@ -25,7 +25,7 @@ from jax.sharding import PartitionSpec as P
 from jaxrl.algos.base import Algorithm, HostSteps
 from jaxrl.envs.host.common import HostVecEnv
 from jaxrl.errors import ConfigError
-from jaxrl.population import AXIS, Population, _reduce_chunk
+from jaxrl.population import AXIS, MEMBER_AXIS, Population, _reduce_chunk
 
 TRAIN_STREAM, RESUME_STREAM, GROUP_STREAM = 0, 1, 2
 
@@ -46,11 +46,14 @@ class HostPopulation(Population):
     def __init__(self, algo: Algorithm, num_members: int, *, open_env: Callable[[int], HostVecEnv],
                  observation_space: Any, envs_per_member: int, seed: int = 0, eval_episodes: int = 0,
                  eval_max_steps: int = 1000, deterministic: bool = True,
-                 devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None):
+                 devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None,
+                 data_parallel: bool = False):
         if algo.host is None:
             raise ConfigError(f"{algo.name} cannot train on host envs (it has no host hooks)")
-        super().__init__(algo, num_members, devices=devices, pad=False, seed_index=seed_index)  # no padding: it would step envs for no one
-        self.hooks, self.open_env, self.seed = algo.host, open_env, seed
+        self.deterministic = deterministic  # read by `_build`, which the base class calls
+        super().__init__(algo, num_members, devices=devices, pad=False, seed_index=seed_index,
+                         data_parallel=data_parallel)  # no padding: it would step envs for no one
+        self.open_env, self.seed = open_env, seed
         self.observation_space = observation_space
         self.envs_per_member, self.eval_episodes = envs_per_member, eval_episodes
         self.eval_max_steps, self.can_evaluate = eval_max_steps, eval_episodes > 0
@@ -59,6 +62,12 @@ class HostPopulation(Population):
         self._obs: np.ndarray | None = None
         self._updates: int | None = None
         self._env_seconds = 0.0
+
+    def _build(self) -> None:
+        """The host hooks of `self.algo` (data-parallel: its gradient-syncing rebuild)."""
+        super()._build()
+        algo, deterministic = self.algo, self.deterministic
+        self.hooks = algo.host
 
         def eval_act(state, obs, key, step):
             key = jax.random.fold_in(key, step)  # a fresh key per step, inside the compiled call
@@ -72,8 +81,8 @@ class HostPopulation(Population):
     def _per_member(self, fn: Callable, num_args: int, donate: bool = False) -> Any:
         """`fn` of one member, vmapped over the population and sharded over the mesh."""
         spec = (P(AXIS),) * num_args
-        mapped = jax.shard_map(jax.vmap(fn), mesh=self.mesh, in_specs=spec, out_specs=P(AXIS),
-                               check_vma=False)
+        mapped = jax.shard_map(jax.vmap(fn, axis_name=MEMBER_AXIS), mesh=self.mesh, in_specs=spec,
+                               out_specs=P(AXIS), check_vma=False)
         return jax.jit(mapped, donate_argnums=(0,) if donate else ())
 
     # ---- envs ---------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The population driver: many agents of one algorithm trained in one compiled program.
 
 Seeds (and per-member hyperparameters) form a leading *population* axis. The state is
-sharded over a 1-D device mesh along that axis; each device runs `vmap` over its members
-inside `shard_map`, so no data crosses devices. The host calls one compiled function per
+sharded over a 1-D device mesh along that axis (`AXIS`); each device runs `vmap` over its
+members (`MEMBER_AXIS`) inside `shard_map`, so no data crosses devices — except in
+data-parallel mode, where every gradient step averages the gradients of all members over
+both axes (`Population.use_data_parallel`). The host calls one compiled function per
 chunk of updates, which returns per-member metrics already reduced over the chunk, so
 host memory grows with members x chunks, never with steps.
 """
@@ -19,9 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxrl.algos.base import Algorithm
+from jaxrl import combine
+from jaxrl.algos.base import Algorithm, GradSync
+from jaxrl.errors import ConfigError
 
-AXIS = "pop"
+AXIS = "pop"  # the device mesh's axis
+MEMBER_AXIS = "member"  # the vmap over one device's members, inside shard_map over AXIS
 
 
 class ChunkReport(NamedTuple):
@@ -105,6 +110,20 @@ def pad_members(tree: Any, size: int) -> Any:
     return jax.tree.map(pad, tree)
 
 
+def member_mean(num_members: int) -> GradSync:
+    """Data-parallel gradients: the mean over the real members of the whole population (every
+    device along `AXIS`, every member along `MEMBER_AXIS`); the padding members past
+    `num_members` weigh 0. Only valid inside `Population`'s shard_map and vmap, with the
+    population in one call (member m sits at device m // per_device, position m % per_device)."""
+    def sync(grads: Any) -> Any:
+        per_device = jax.lax.psum(1, MEMBER_AXIS)
+        index = jax.lax.axis_index(AXIS) * per_device + jax.lax.axis_index(MEMBER_AXIS)
+        weight = (index < num_members).astype(jnp.float32)
+        return jax.tree.map(
+            lambda g: (jax.lax.psum(g * weight, (AXIS, MEMBER_AXIS)) / num_members).astype(g.dtype), grads)
+    return sync
+
+
 def _reduce_chunk(sums: dict[str, chex.Array], counts: dict[str, chex.Array]) -> dict[str, chex.Array]:
     """Per-update means over the updates where a metric was defined (not NaN), and
     per-episode means for `episode_*` sums (NaN if none ended)."""
@@ -130,12 +149,13 @@ class Population:
     equal sub-populations that run one after another through the same compiled program
     (each still vmapped and sharded), their states kept in host memory between calls: how a
     population larger than device memory trains. Member results do not depend on either.
+    `data_parallel=True` (or `use_data_parallel()`) makes the members one learner.
     """
 
     def __init__(self, algo: Algorithm, num_members: int, *, devices: Sequence[Any] | None = None,
                  evaluator: Callable[[Any, chex.PRNGKey], chex.Array] | None = None,
                  pad: bool = True, max_members_per_call: int | None = None,
-                 seed_index: np.ndarray | None = None):
+                 seed_index: np.ndarray | None = None, data_parallel: bool = False):
         self.algo, self.num_members = algo, num_members
         self.seed_index = np.arange(num_members) if seed_index is None else np.asarray(seed_index)
         devices = list(devices if devices is not None else jax.devices())
@@ -154,7 +174,15 @@ class Population:
         self.evaluator = evaluator
         self.can_evaluate = evaluator is not None
         self.compile_seconds = 0.0
-        spec = P(AXIS)
+        self.data_parallel = False
+        self._compiled: dict[str, Any] = {}
+        self._build()
+        if data_parallel:
+            self.use_data_parallel()
+
+    def _build(self) -> None:
+        """The jitted (not yet compiled) programs of `self.algo` over the mesh."""
+        algo, spec = self.algo, P(AXIS)
 
         def chunk(state, hparams, num_updates):
             def one_member(state, hp):
@@ -173,7 +201,7 @@ class Population:
                 state, sums, counts = jax.lax.fori_loop(0, num_updates, body, (state, zeros, counts))
                 return state, _reduce_chunk(sums, counts)
 
-            return jax.vmap(one_member)(state, hparams)
+            return jax.vmap(one_member, axis_name=MEMBER_AXIS)(state, hparams)
 
         sharded_chunk = jax.shard_map(chunk, mesh=self.mesh, in_specs=(spec, spec, P()),
                                       out_specs=spec, check_vma=False)
@@ -181,10 +209,32 @@ class Population:
         self._init = jax.jit(
             jax.shard_map(jax.vmap(algo.init), mesh=self.mesh, in_specs=(spec, spec),
                           out_specs=spec, check_vma=False))
-        if evaluator is not None:
-            self._evaluate = jax.jit(jax.shard_map(jax.vmap(evaluator), mesh=self.mesh,
+        if self.evaluator is not None:
+            self._evaluate = jax.jit(jax.shard_map(jax.vmap(self.evaluator), mesh=self.mesh,
                                                    in_specs=(spec, spec), out_specs=spec, check_vma=False))
-        self._compiled: dict[str, Any] = {}
+
+    def use_data_parallel(self) -> None:
+        """Data-parallel mode: one learner fed by every member's experience. Every gradient
+        step averages the gradients of all real members (`member_mean`; padding weighs nothing)
+        before the optimiser, and `init` gives every member member 0's networks and optimiser
+        state, so the members stay identical while each collects experience from its own envs
+        with its own keys. The population must run in one call (not split: gradients cannot be
+        averaged across calls) and the algorithm must offer `with_grad_sync`. Call it before the
+        run starts; programs compiled so far are dropped."""
+        if self.data_parallel:
+            return
+        if self.algo.with_grad_sync is None:
+            raise ConfigError(f"{self.algo.name} cannot run data-parallel (its Algorithm has no "
+                              f"with_grad_sync); choose another combine.strategy")
+        if self.split:
+            raise ConfigError(f"combine.strategy data_parallel averages gradients over the whole population "
+                              f"in one call, but {self.num_members} members run in {self.calls} calls of "
+                              f"{self.members_per_call} (memory or --max-population-chunk); use fewer seeds "
+                              f"or env.num_envs, more devices, or drop --max-population-chunk")
+        self.algo = self.algo.with_grad_sync(member_mean(self.num_members))
+        self.data_parallel = True
+        self._compiled.clear()
+        self._build()
 
     @property
     def split(self) -> bool:
@@ -288,7 +338,11 @@ class Population:
         return self.place(self.fetch(state))
 
     def init(self, keys: chex.Array, hparams: Any) -> Any:
-        return self._per_call("init", self._init, (self.place(keys), self.place(hparams)))
+        """Every member's initial state (data-parallel: all with member 0's networks)."""
+        state = self._per_call("init", self._init, (self.place(keys), self.place(hparams)))
+        if self.data_parallel:
+            state = jax.device_put(jax.jit(combine.fixed_member, static_argnums=1)(state, 0), self.sharding)
+        return state
 
     def train_chunk(self, state: Any, hparams: Any, num_updates: int) -> tuple[Any, dict]:
         """Runs `num_updates` updates of every member; `state` is donated (do not reuse it).
@@ -318,6 +372,7 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
         restore: Callable[["Population", Any], tuple[Any, int] | None] | None = None,
         after_chunk: Callable[[ChunkReport, Any, Any], None] | None = None,
         between_chunks: Callable[[ChunkReport, Any, Any], tuple[Any, Any, dict]] | None = None,
+        stop: Callable[[ChunkReport], bool] | None = None,
         population: Population | None = None) -> RunResult:
     """Trains `num_members` agents for `algo.num_updates` updates each and evaluates them.
 
@@ -331,6 +386,8 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
     extra per-member metrics for the report)`. `restore(population, abstract_state)` may return
     `(state, updates_done)` or `(state, updates_done, hparams)` to continue a run from a chunk
     boundary instead of starting afresh; the continuation is bit-for-bit the same run.
+    `stop(report)` returning True ends the run after that chunk (a sweep whose trials were
+    all pruned); the result then has no final evaluation.
     A ready `population` (e.g. `jaxrl.host_loop.HostPopulation`) replaces the default one
     built from `algo`, `evaluator`, `devices`, `max_members_per_call` and `seed_index` (see
     `Population`); `run` closes it at the end.
@@ -340,7 +397,7 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
                                           seed_index=seed_index)
     try:
         return _run(population, algo, num_members, seed, hparams, updates_per_chunk,
-                    eval_every_chunks, on_chunk, on_start, restore, after_chunk, between_chunks)
+                    eval_every_chunks, on_chunk, on_start, restore, after_chunk, between_chunks, stop)
     finally:
         population.close()
 
@@ -348,7 +405,7 @@ def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None
 def _run(population: Population, algo: Algorithm, num_members: int, seed: int, hparams: Any,
          updates_per_chunk: int, eval_every_chunks: int, on_chunk: Callable | None,
          on_start: Callable | None, restore: Callable | None, after_chunk: Callable | None,
-         between_chunks: Callable | None = None) -> RunResult:
+         between_chunks: Callable | None = None, stop: Callable | None = None) -> RunResult:
     hparams = population.place(broadcast_hparams(
         algo.default_hparams if hparams is None else hparams, num_members))
     eval_keys = stream_keys(seed, num_members, EVAL_STREAM, population.seed_index)
@@ -404,6 +461,8 @@ def _run(population: Population, algo: Algorithm, num_members: int, seed: int, h
             on_chunk(report)
         if after_chunk is not None:
             after_chunk(report, population.unpad(state), population.unpad(hparams))
+        if stop is not None and stop(report) and not last:
+            break
     if final_eval is None and population.can_evaluate and updates_done >= algo.num_updates:
         # restored from the final checkpoint (the run stopped before its summary): the final
         # evaluation again, with the last chunk's keys, so it equals the one that was lost

@@ -7,8 +7,11 @@ entropy coefficient, tau, epsilon schedule, PER alpha/beta, KL coefficient ...) 
 second population axis: settings x seeds train in one compiled program. Keys that change
 shapes or program structure (network sizes, num_envs, flags) must be listed under
 `sweep.static:`; each of their combinations is its own program, run one after another
-under one run folder. Member m of a program is setting m // seeds, seed m % seeds, so each
-member equals the single run of its setting with that seed.
+under one run folder. `sweep.settings:` lists settings one by one instead (each a mapping
+of dotted vmappable keys, optionally with a `name`), e.g. the trials `jaxrl sweep` asks
+Optuna for; with grid entries beside it, every listed setting is combined with every grid
+point. Member m of a program is setting m // seeds, seed m % seeds, so each member equals
+the single run of its setting with that seed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from jaxrl.errors import ConfigError
 
 STATIC = "static"
+SETTINGS = "settings"
 RANGE_KEYS = {"low", "high", "num", "log"}
 
 
@@ -50,7 +54,7 @@ class Layout(NamedTuple):
 
     @property
     def swept(self) -> bool:
-        return len(self.settings) > 1 or bool(self.settings[0].values)
+        return len(self.settings) > 1 or bool(self.settings[0].name)
 
     def setting_of(self, member: int) -> Setting:
         return self.settings[member // self.seeds]
@@ -120,21 +124,41 @@ def lift_inline_lists(data: dict, scalar_fields: set[str]) -> dict:
 
 
 def split(sweep: dict) -> tuple[dict[str, list], dict[str, list]]:
-    """(vmapped entries, static entries), values expanded."""
+    """(vmapped grid entries, static entries), values expanded (`settings:` apart: `listed`)."""
     if not isinstance(sweep, dict):
         raise ConfigError(f"sweep must be a mapping of dotted keys to lists, got {sweep!r}")
     static = sweep.get(STATIC) or {}
     if not isinstance(static, dict):
         raise ConfigError(f"sweep.static must be a mapping of dotted keys to lists, got {static!r}")
-    vmapped = {k: expand(k, v) for k, v in sweep.items() if k != STATIC}
+    vmapped = {k: expand(k, v) for k, v in sweep.items() if k not in (STATIC, SETTINGS)}
     return vmapped, {k: expand(f"static.{k}", v) for k, v in static.items()}
+
+
+def listed(sweep: dict) -> list[Setting]:
+    """The settings of `sweep.settings:`, one by one (named `name`, or by their values)."""
+    entries = sweep.get(SETTINGS) if isinstance(sweep, dict) else None
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"sweep.settings must be a non-empty list of mappings of dotted keys to "
+                          f"values (one per setting), got {entries!r}")
+    settings = []
+    for entry in entries:
+        values = {k: v for k, v in entry.items() if k != "name"}
+        settings.append(Setting(str(entry.get("name") or grid({k: [v] for k, v in values.items()})[0].name),
+                                values))
+    names = [s.name for s in settings]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"sweep.settings: two settings share a name ({names}); names must differ")
+    return settings
 
 
 def check(sweep: dict, vmappable: set[str]) -> None:
     """Refuses a key that cannot share a program unless it is under `sweep.static:`, and a
     key swept twice."""
     vmapped, static = split(sweep)
-    for key in vmapped:
+    listed_keys = {k for s in listed(sweep) for k in s.values}
+    for key in set(vmapped) | listed_keys:
         if key not in vmappable:
             hint = (f"vmappable keys: {', '.join(sorted(vmappable))}" if key.startswith("algo.")
                     else "only algo hyperparameters are vmappable")
@@ -142,8 +166,8 @@ def check(sweep: dict, vmappable: set[str]) -> None:
                 f"sweep.{key} changes the compiled program (shapes, flags or structure), so its "
                 f"values cannot train in one program with the others; move it under sweep.static: "
                 f"to run one program per value in sequence ({hint})")
-    for key in set(vmapped) & set(static):
-        raise ConfigError(f"{key} is swept both under sweep: and sweep.static:; keep one")
+    for key in (set(vmapped) | listed_keys) & set(static) or set(vmapped) & listed_keys:
+        raise ConfigError(f"{key} is swept twice (grid, settings: or static:); keep one")
 
 
 def _short(key: str, keys: Sequence[str]) -> str:
@@ -198,6 +222,8 @@ def fixed_config(config: Any, values: dict[str, Any], keep_vmapped: bool = False
     data = config_lib.to_dict(config)
     vmapped, _ = split(config.sweep)
     sweep = {k: v for k, v in vmapped.items() if k not in values} if keep_vmapped else {}
+    if keep_vmapped and SETTINGS in config.sweep:
+        sweep[SETTINGS] = config.sweep[SETTINGS]
     data = with_values({**data, "sweep": sweep}, values)
     return config_lib.from_dict(data)
 
@@ -208,7 +234,10 @@ def layout(config: Any) -> Layout:
     if static:
         raise ValueError("a config with sweep.static runs one program per static setting; "
                          "fix them first (static_settings, fixed_config)")
-    return Layout(grid(vmapped), config.seeds)
+    points = grid(vmapped)
+    settings = [Setting(",".join(x for x in (a.name, b.name) if x), {**a.values, **b.values})
+                for a in listed(config.sweep) or [Setting("", {})] for b in points]
+    return Layout(settings, config.seeds)
 
 
 def static_settings(config: Any) -> list[Setting]:
@@ -231,3 +260,70 @@ def scalar_fields(algo_config_cls: type) -> set[str]:
     hints = typing.get_type_hints(algo_config_cls)
     return {f.name for f in dataclasses.fields(algo_config_cls)
             if hints.get(f.name) in (int, float, bool, str)}
+
+
+# --- search spaces (`search.space:`, read by `jaxrl sweep`) ---------------------------------
+
+SPACE_TYPES = ("log_uniform", "uniform", "int", "categorical")
+
+
+class SearchParam(NamedTuple):
+    """One dimension of a search space: a dotted config key and where its values may lie."""
+
+    key: str
+    kind: str  # one of SPACE_TYPES
+    low: float | int | None = None
+    high: float | int | None = None
+    step: float | int | None = None
+    log: bool = False
+    choices: tuple = ()
+
+    @property
+    def bounds(self) -> list[Any]:
+        """The values that must each be valid in a single run: the ends, or every choice."""
+        return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
+
+
+def parse_space(space: dict) -> list[SearchParam]:
+    """`search.space` as `SearchParam`s, refusing empty or inverted ranges, unknown types and
+    entries, and empty choices with one line naming the key."""
+    if not isinstance(space, dict):
+        raise ConfigError(f"search.space must map dotted keys to ranges, got {space!r}")
+    return [_param(key, spec) for key, spec in space.items()]
+
+
+def _param(key: str, spec: Any) -> SearchParam:
+    where = f"search.space.{key}"
+    allowed = {"log_uniform": {"low", "high"}, "uniform": {"low", "high", "step", "log"},
+               "int": {"low", "high", "step", "log"}, "categorical": {"choices"}}
+    if not isinstance(spec, dict) or spec.get("type") not in SPACE_TYPES:
+        raise ConfigError(f"{where} must be a mapping with type: one of {', '.join(SPACE_TYPES)} "
+                          f"(e.g. {{type: log_uniform, low: 1e-4, high: 1e-2}}), got {spec!r}")
+    kind = spec["type"]
+    unknown = set(spec) - allowed[kind] - {"type"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown entries {sorted(unknown)} for type {kind} "
+                          f"(allowed: {', '.join(sorted(allowed[kind]))})")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}: a categorical needs a non-empty list of choices, got {choices!r}")
+        return SearchParam(key, kind, choices=tuple(choices))
+    low, high = _number(spec.get("low")), _number(spec.get("high"))
+    if low is None or high is None:
+        raise ConfigError(f"{where}: low and high must be numbers, got low={spec.get('low')!r} "
+                          f"high={spec.get('high')!r}")
+    if not low < high:
+        raise ConfigError(f"{where}: the range is empty or inverted (low {low:g} must be below high "
+                          f"{high:g})")
+    log = kind == "log_uniform" or bool(spec.get("log", False))
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, got {low:g}")
+    step = _number(spec.get("step")) if spec.get("step") is not None else None
+    if step is not None and (step <= 0 or log):
+        raise ConfigError(f"{where}: step must be positive and cannot be combined with a log range")
+    if kind == "int":
+        if not (low.is_integer() and high.is_integer() and (step is None or step.is_integer())):
+            raise ConfigError(f"{where}: an int range needs whole numbers, got low={low:g} high={high:g}")
+        return SearchParam(key, kind, int(low), int(high), int(step) if step else None, log)
+    return SearchParam(key, "log_uniform" if log else "uniform", low, high, step, log)

@@ -16,6 +16,9 @@ from typing import Any, Callable, NamedTuple
 import chex
 
 Metrics = dict[str, chex.Array]
+# Applied to one member's gradients before every optimiser step, inside the population's
+# vmap: a data-parallel population (`jaxrl.population`) averages them over all members.
+GradSync = Callable[[Any], Any]
 
 
 class HostSteps(NamedTuple):
@@ -77,3 +80,6 @@ class Algorithm(NamedTuple):
     replay_field: str | None = None
     # How to train on host envs (gymnasium workers, EnvPool); None: jittable envs only.
     host: HostHooks | None = None
+    # The same algorithm rebuilt so that every gradient step passes its gradients through a
+    # `GradSync` first (data-parallel populations); None: the algorithm does not offer it.
+    with_grad_sync: Callable[[GradSync], "Algorithm"] | None = None

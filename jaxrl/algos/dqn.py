@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import buffers
-from jaxrl.algos.base import Algorithm, HostHooks, HostSteps, Metrics
+from jaxrl.algos.base import Algorithm, GradSync, HostHooks, HostSteps, Metrics
 from jaxrl.envs import describe_space, spaces
 from jaxrl.errors import ConfigError
 from jaxrl.networks import NetworkConfig, QNetwork, check_torso
@@ -219,8 +219,10 @@ def episode_metrics(info: dict[str, chex.Array]) -> Metrics:
             "episode_length": (info["episode_length"] * done).sum()}
 
 
-def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Algorithm:
-    """Binds DQN to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent."""
+def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
+         grad_sync: GradSync | None = None) -> Algorithm:
+    """Binds DQN to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent;
+    `grad_sync` transforms every gradient before the optimiser (data-parallel populations)."""
     action_space = env.action_space(env_params)
     if not isinstance(action_space, spaces.Discrete):
         raise ConfigError(
@@ -367,6 +369,8 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
                 weights = jnp.ones(config.batch_size)
             grads, (priority_source, metrics) = jax.grad(loss_fn, has_aux=True)(
                 params, state.target_params, batch, weights, loss_key)
+            if grad_sync is not None:
+                grads = grad_sync(grads)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             if config.prioritized:
                 buffer = buffers.update_priorities(buffer, indices, priority_source, hp.per_alpha,
@@ -427,4 +431,5 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
 
     host = HostHooks(host_act, host_learn, config.rollout_steps, after_env_reset=cut_open_windows)
     return Algorithm("dqn", init, update, act, config.hparams(), steps_per_update, num_updates,
-                     explain=explain, replay_field="buffer", host=host)
+                     explain=explain, replay_field="buffer", host=host,
+                     with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, sync))

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl.algos.base import Algorithm, HostHooks, HostSteps, Metrics
+from jaxrl.algos.base import Algorithm, GradSync, HostHooks, HostSteps, Metrics
 from jaxrl.algos.policy_gradient import (
     PolicyGradientConfig, count_updates, describe_policy, finished_episode_metrics,
     minibatch_epochs, optimizer, resolve_policy,
@@ -135,8 +135,10 @@ def make_rollout(network: Actor, env: Any, env_params: Any, horizon: int) -> Cal
     return rollout
 
 
-def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Algorithm:
-    """Binds GRPO to a grouped vectorised env (`make_vec(..., group_size=G)`, B * G copies)."""
+def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
+         grad_sync: GradSync | None = None) -> Algorithm:
+    """Binds GRPO to a grouped vectorised env (`make_vec(..., group_size=G)`, B * G copies);
+    `grad_sync` transforms every gradient before the optimiser (data-parallel populations)."""
     group_size = config.group_size
     if getattr(env, "group_size", 1) != group_size:
         raise ConfigError(f"GRPO needs an env built with group_size={group_size} "
@@ -194,7 +196,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         params, opt_state, metrics = minibatch_epochs(
             state.params, state.opt_state, flat, epoch_key, lambda p, mb: loss_fn(p, mb, hp),
             optimizer(hp.max_grad_norm, lr, config.adam_eps), config.num_epochs,
-            config.num_minibatches)
+            config.num_minibatches, grad_sync)
         new_state = state._replace(params=params, ref_params=ref_params, opt_state=opt_state,
                                    key=key, update_step=state.update_step + 1)
         return new_state, {**metrics, "lr": lr, "alive_fraction": rollouts.alive.mean()}
@@ -226,4 +228,5 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
 
     return Algorithm("grpo", init, update, act, config.hparams(), batch_size, num_updates,
                      explain=explain,
-                     host=HostHooks(host_act, host_learn, horizon, reset_groups=group_size))
+                     host=HostHooks(host_act, host_learn, horizon, reset_groups=group_size),
+                     with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, sync))

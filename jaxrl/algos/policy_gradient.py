@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxrl.algos.base import GradSync
 from jaxrl.errors import ConfigError
 from jaxrl.networks import NetworkConfig, PolicyConfigError, PolicySpec, check_torso, policy_spec
 from jaxrl.networks.distributions import Categorical
@@ -107,15 +108,19 @@ def describe_policy(dist: Any) -> dict[str, chex.Array]:
 
 def minibatch_epochs(params: Any, opt_state: Any, data: Any, key: chex.PRNGKey,
                      loss_fn: Callable, tx: optax.GradientTransformation, num_epochs: int,
-                     num_minibatches: int) -> tuple[Any, Any, dict[str, chex.Array]]:
+                     num_minibatches: int, grad_sync: GradSync | None = None
+                     ) -> tuple[Any, Any, dict[str, chex.Array]]:
     """`num_epochs` passes over `data` (leaves [N, ...]) in shuffled minibatches, one gradient
-    step each; returns new params, optimiser state and the metrics averaged over all steps."""
+    step each; returns new params, optimiser state and the metrics averaged over all steps.
+    `grad_sync` (data-parallel populations) transforms every step's gradients before `tx`."""
     size = jax.tree.leaves(data)[0].shape[0]
     minibatch_size = size // num_minibatches
 
     def step(carry, minibatch):
         params, opt_state = carry
         grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch)
+        if grad_sync is not None:
+            grads = grad_sync(grads)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state), metrics
 

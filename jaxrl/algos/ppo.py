@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl.algos.base import Algorithm, HostHooks, HostSteps, Metrics
+from jaxrl.algos.base import Algorithm, GradSync, HostHooks, HostSteps, Metrics
 from jaxrl.algos.policy_gradient import (
     PolicyGradientConfig, count_updates, describe_policy, finished_episode_metrics,
     minibatch_epochs, optimizer, resolve_policy,
@@ -104,8 +104,10 @@ def build_network(config: Config, env: Any, env_params: Any) -> ActorCritic:
     return ActorCritic(config.network, spec, obs_ndim)
 
 
-def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Algorithm:
-    """Binds PPO to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent."""
+def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
+         grad_sync: GradSync | None = None) -> Algorithm:
+    """Binds PPO to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent;
+    `grad_sync` transforms every gradient before the optimiser (data-parallel populations)."""
     batch_size = env.num_envs * config.num_steps
     num_updates = count_updates(
         config, batch_size, total_env_steps,
@@ -182,7 +184,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
         params, opt_state, metrics = minibatch_epochs(
             state.params, state.opt_state, flat, epoch_key, lambda p, mb: loss_fn(p, mb, hp),
             optimizer(hp.max_grad_norm, lr, config.adam_eps), config.num_epochs,
-            config.num_minibatches)
+            config.num_minibatches, grad_sync)
         new_state = state._replace(params=params, opt_state=opt_state, key=key,
                                    update_step=state.update_step + 1)
         return new_state, {**metrics, "lr": lr}
@@ -208,4 +210,5 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int) -> Alg
             steps.final_obs, steps.episode_done, steps.episode_return, steps.episode_length), hp)
 
     return Algorithm("ppo", init, update, act, config.hparams(), batch_size, num_updates,
-                     explain=explain, host=HostHooks(host_act, host_learn, config.num_steps))
+                     explain=explain, host=HostHooks(host_act, host_learn, config.num_steps),
+                     with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, sync))

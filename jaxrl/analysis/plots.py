@@ -32,11 +32,7 @@ def hyperparameter_schedules(steps: np.ndarray, values: dict[str, np.ndarray], p
                              title: str) -> Path:
     """One panel per hyperparameter: every member's value over env steps ([points, members]),
     the schedules population-based training produced."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(len(values), 1, figsize=(7, 2.6 * len(values)), dpi=120, squeeze=False)
     for ax, (name, table) in zip(axes[:, 0], values.items()):
         ax.plot(steps, table, linewidth=0.8, alpha=0.7, drawstyle="steps-post")
@@ -52,11 +48,7 @@ def settings_curves(steps: np.ndarray, curves: dict[str, np.ndarray], path: str 
                     title: str, ylabel: str = "episode return (training)") -> Path:
     """One line per hyperparameter setting (mean across its seeds, ±std band); each curve is
     [points, seeds] with NaN where a seed finished no episode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
     for i, (name, returns) in enumerate(curves.items()):
         returns = np.asarray(returns, dtype=np.float64)
@@ -76,10 +68,7 @@ def learning_curve(steps: np.ndarray, returns: np.ndarray, path: str | Path, tit
 
     Points where a seed finished no episode (NaN) are left out of that point's statistics.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     returns = np.asarray(returns, dtype=np.float64)
     keep = ~np.all(np.isnan(returns), axis=1)
@@ -94,3 +83,48 @@ def learning_curve(steps: np.ndarray, returns: np.ndarray, path: str | Path, tit
     ax.plot(steps, mean, color="C0", linewidth=2, label=f"mean of {returns.shape[1]} seeds")
     ax.legend(loc="lower right")
     return _finish(fig, ax, title, ylabel, path)
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def optimization_history(trials: list[int], values: list[float | None], states: list[str],
+                         path: str | Path, title: str) -> Path:
+    """An Optuna sweep's trials in order: each complete trial's objective, the best so far,
+    and pruned trials (at their last reported value) apart."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    done = [(t, v) for t, v, s in zip(trials, values, states) if s == "complete" and v is not None]
+    cut = [(t, v) for t, v, s in zip(trials, values, states) if s == "pruned" and v is not None]
+    if done:
+        x, y = map(np.asarray, zip(*done))
+        ax.scatter(x, y, s=18, color="tab:blue", label="complete trial", zorder=3)
+        ax.step(x, np.maximum.accumulate(y), where="post", color="tab:red", label="best so far")
+    if cut:
+        x, y = zip(*cut)
+        ax.scatter(x, y, s=14, marker="x", color="tab:gray", label="pruned (last reported value)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def param_importances(importances: dict[str, float], path: str | Path, title: str) -> Path:
+    """Horizontal bars: how much of the objective's variance each searched key explains."""
+    plt = _pyplot()
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(names)), dpi=120)
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)

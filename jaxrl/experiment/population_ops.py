@@ -5,23 +5,40 @@ Members are ranked by a chunk metric (the mean return of the episodes they finis
 chunk, by default). Every member's current perturbed hyperparameters and its PBT parent go
 into the chunk's metrics (`hp_<name>`, `pbt_parent`), so `metrics.csv` holds each member's
 lineage and hyperparameter schedule.
+
+Schedules (`Schedule`, `due`): every N env steps or N updates per member (rounded up to whole
+chunks, so they follow the chunk index and a resumed run keeps them exactly), or every N
+episodes: at the first chunk end where the members have finished N episodes each on
+average since the last application. That count lives in the hook, and is recorded per chunk
+in the metrics (`pbt_episodes`, `combine_episodes`: the count at that chunk's end, this
+chunk's included, before it resets); a resumed run starts it again from 0, so its next
+episode-scheduled application may come later than in the uninterrupted run.
+
+A combiner is any function `(population_state, stats) -> population_state`: the built-ins
+(`mean`, `weighted_mean`, `best`, `fixed`), a `"module:function"` named by
+`combine.strategy`, or `custom_combiner=` for Python users (see `make_between_chunks`).
+`combine.strategy: data_parallel` is no hook at all: it makes the population one learner
+(`Population.use_data_parallel`: gradients averaged over all members at every step).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
 
 from jaxrl import combine
+from jaxrl.errors import ConfigError
 from jaxrl.population import ChunkReport, Population
 
 PBT_STREAM = 7  # a key stream of its own, apart from init/eval
 UNIT_INTERVAL = ("gamma", "gae_lambda", "clip_eps", "tau", "eps_start", "eps_end",
                  "eps_decay_fraction", "per_alpha", "per_beta_start")
+Combiner = Callable[[Any, dict[str, Any]], Any]  # (population_state, stats) -> population_state
 
 
 def every_chunks(every_env_steps: int, chunk_env_steps: int) -> int:
@@ -29,36 +46,154 @@ def every_chunks(every_env_steps: int, chunk_env_steps: int) -> int:
     return math.ceil(every_env_steps / chunk_env_steps) if every_env_steps else 0
 
 
+class Schedule(NamedTuple):
+    """When an operation applies between chunks: every `chunks` chunks, or once the members
+    have finished `episodes` episodes each on average since it last applied (0: never)."""
+
+    chunks: int = 0
+    episodes: int = 0
+
+    @property
+    def on(self) -> bool:
+        return bool(self.chunks or self.episodes)
+
+
+def schedule_of(section: Any, updates_per_chunk: int, env_steps_per_update: int) -> Schedule:
+    """The schedule of a `pbt:` or `combine:` section (its `every_env_steps`, `every_updates`
+    or `every_episodes`; the config allows at most one)."""
+    return Schedule(every_chunks(section.every_env_steps, updates_per_chunk * env_steps_per_update)
+                    or every_chunks(section.every_updates, updates_per_chunk),
+                    section.every_episodes)
+
+
+def due(schedule: Schedule, chunk: int, episodes: float) -> bool:
+    """Whether an operation on `schedule` applies after chunk `chunk` (counted from 0), with
+    `episodes` the members' mean episodes finished since it last applied, this chunk's included."""
+    if schedule.chunks:
+        return (chunk + 1) % schedule.chunks == 0
+    return bool(schedule.episodes) and episodes >= schedule.episodes
+
+
+def chunk_episodes(metrics: dict[str, np.ndarray]) -> float:
+    """The members' mean number of episodes finished in a chunk. The `episodes` metric is
+    already per member the count over the whole chunk: `population._reduce_chunk` sums it over
+    the chunk's updates (it averages the other metrics)."""
+    if "episodes" not in metrics:
+        raise ValueError("an episode schedule needs the algorithm's `episodes` metric "
+                         "(see jaxrl.algos.base); use every_env_steps or every_updates")
+    return float(np.mean(metrics["episodes"]))
+
+
 def _padded(values: np.ndarray | None, size: int) -> np.ndarray:
-    """Per-member scores over the padded population; padding (and missing) scores are NaN."""
+    """Per-member values over the padded population; padding (and missing) values are NaN."""
     out = np.full(size, np.nan, np.float32)
     if values is not None:
         out[:len(values)] = values
     return out
 
 
+def chunk_stats(report: ChunkReport, score: str, valid: np.ndarray) -> dict[str, Any]:
+    """What a combiner sees of a chunk: every per-member metric as a [padded members] array
+    (NaN for padding), `score` (the metric that ranks members), `valid` (real members),
+    and `chunk`, `env_steps`, `updates_done` (per member)."""
+    size = len(valid)
+    stats: dict[str, Any] = {name: _padded(values, size) for name, values in report.metrics.items()}
+    return {**stats, "score": _padded(report.metrics.get(score), size), "valid": valid.copy(),
+            "chunk": report.chunk, "env_steps": report.env_steps, "updates_done": report.updates_done}
+
+
+def load_combiner(path: str) -> Combiner:
+    """The function that `combine.strategy: "module:function"` names, imported now."""
+    module_name, _, name = path.partition(":")
+    fix = "the module must be importable (on PYTHONPATH) and define the function"
+    try:
+        module = importlib.import_module(module_name.strip())
+    except ImportError as error:
+        raise ConfigError(f"combine.strategy {path!r}: cannot import module {module_name!r} ({error}); "
+                          f"{fix}") from None
+    function = getattr(module, name.strip(), None)
+    if not callable(function):
+        raise ConfigError(f"combine.strategy {path!r}: module {module_name!r} has no function {name!r}; {fix}")
+    return function
+
+
+def _shape_dtype(x: Any) -> tuple[tuple[int, ...], np.dtype]:
+    return tuple(np.shape(x)), np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
+def checked(combiner: Combiner, name: str) -> Combiner:
+    """`combiner`, refusing a result that is not a population state like the one it was given
+    (same tree structure, leaf shapes and dtypes)."""
+    def apply(state: Any, stats: dict[str, Any]) -> Any:
+        out = combiner(state, stats)
+        want, got = jax.tree.structure(state), jax.tree.structure(out)
+        if want != got:
+            raise ValueError(f"combiner {name} must return the population state's structure "
+                             f"{want}, got {got}")
+        for (where, old), new in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(out)):
+            (old_shape, old_dtype), (new_shape, new_dtype) = _shape_dtype(old), _shape_dtype(new)
+            if old_shape != new_shape or old_dtype != new_dtype:
+                raise ValueError(f"combiner {name} changed state{jax.tree_util.keystr(where)} from "
+                                 f"{old_dtype}{list(old_shape)} to {new_dtype}{list(new_shape)}; "
+                                 f"return the same shapes and dtypes")
+        return out
+    return apply
+
+
+def builtin_combiner(comb: Any, valid: np.ndarray) -> Combiner:
+    """A built-in `combine.strategy` as a jitted `(state, stats) -> state`."""
+    def mean(state, scores):
+        return combine.mean_params(state, scores, valid)
+
+    def weighted_mean(state, scores):
+        return combine.mean_params(state, scores, valid, comb.temperature)
+
+    def best(state, scores):
+        return combine.best_member(state, scores, valid)
+
+    def fixed(state, scores):
+        return combine.fixed_member(state, comb.member)
+
+    jitted = jax.jit({"mean": mean, "weighted_mean": weighted_mean, "best": best, "fixed": fixed}[comb.strategy])
+    return lambda state, stats: jitted(state, stats["score"])
+
+
 def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_per_chunk: int,
-                        env_steps_per_update: int) -> Callable[[ChunkReport, Any, Any], tuple] | None:
+                        env_steps_per_update: int, custom_combiner: Combiner | None = None
+                        ) -> Callable[[ChunkReport, Any, Any], tuple] | None:
     """The `between_chunks` hook of `population.run` for `config` (None when neither PBT nor
-    a combiner is on)."""
+    a combiner acts between chunks).
+
+    `custom_combiner` (a `(population_state, stats) -> population_state` function, see
+    `chunk_stats`) replaces `combine.strategy`, on the `combine:` section's schedule. A
+    combiner gets the state as the population keeps it: sharded jax arrays, or host numpy
+    arrays when the population is split into calls; it must return the same structure and
+    shapes. `combine.strategy: data_parallel` switches `pop` into data-parallel mode here
+    (`Population.use_data_parallel`; a split population is refused)."""
     pbt, comb = config.pbt, config.combine
-    chunk_steps = updates_per_chunk * env_steps_per_update
-    pbt_every = every_chunks(pbt.every_env_steps, chunk_steps)
-    comb_every = every_chunks(comb.every_env_steps, chunk_steps) if comb.strategy != "none" else 0
-    if not pbt_every and not comb_every:
-        return None
+    if comb.strategy == "data_parallel" and custom_combiner is None:
+        pop.use_data_parallel()
+    pbt_schedule = schedule_of(pbt, updates_per_chunk, env_steps_per_update)
+    comb_schedule = schedule_of(comb, updates_per_chunk, env_steps_per_update)
     valid = np.arange(pop.padded_members) < pop.num_members
+    if custom_combiner is not None:
+        if not comb_schedule.on:
+            raise ConfigError("a custom combiner needs a schedule: set one of combine.every_env_steps, "
+                              "combine.every_updates or combine.every_episodes")
+        combiner = checked(custom_combiner, getattr(custom_combiner, "__name__", repr(custom_combiner)))
+    elif ":" in comb.strategy:
+        combiner = checked(load_combiner(comb.strategy), comb.strategy)
+    elif comb.strategy in ("none", "data_parallel"):
+        combiner, comb_schedule = None, Schedule()
+    else:
+        combiner = builtin_combiner(comb, valid)
+    if not pbt_schedule.on and not comb_schedule.on:
+        return None
     bounds = {name: (0.0, 1.0) for name in UNIT_INTERVAL}
     exploit = jax.jit(partial(combine.exploit_explore, fraction=pbt.fraction, names=pbt.hyperparameters,
                               factors=tuple(pbt.factors), bounds=bounds))
-    combiners = {
-        "mean": lambda state, scores: combine.mean_params(state, scores, valid),
-        "weighted_mean": lambda state, scores: combine.mean_params(state, scores, valid, comb.temperature),
-        "best": lambda state, scores: combine.best_member(state, scores, valid),
-        "fixed": lambda state, scores: combine.fixed_member(state, comb.member),
-    }
-    combiner = jax.jit(combiners.get(comb.strategy, lambda state, scores: state))
     base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), PBT_STREAM)
+    since = {"pbt": 0.0, "combine": 0.0}  # mean episodes per member since each last applied
 
     def settle(tree: Any) -> Any:
         """Back where the population keeps it: on its mesh, or (split) in host memory."""
@@ -67,17 +202,25 @@ def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_
     def between_chunks(report: ChunkReport, state: Any, hparams: Any) -> tuple[Any, Any, dict]:
         members = pop.num_members
         parents = np.arange(members)
+        episodes = chunk_episodes(report.metrics) if pbt_schedule.episodes or comb_schedule.episodes else 0.0
+        extra = {}
+        for name, schedule in (("pbt", pbt_schedule), ("combine", comb_schedule)):
+            since[name] += episodes
+            if schedule.episodes:
+                extra[f"{name}_episodes"] = np.full(members, since[name])
         if report.updates_done < num_updates:  # nothing to change after the last chunk
-            if pbt_every and (report.chunk + 1) % pbt_every == 0:
+            if due(pbt_schedule, report.chunk, since["pbt"]):
                 scores = _padded(report.metrics.get(pbt.score), pop.padded_members)
                 key = jax.random.fold_in(base_key, report.chunk)
                 state, hparams, sources = exploit(key, state, hparams, scores, valid)
                 state, hparams = settle(state), settle(hparams)
                 parents = np.asarray(pop.fetch(sources))[:members]
-            if comb_every and (report.chunk + 1) % comb_every == 0:
-                scores = _padded(report.metrics.get(comb.score), pop.padded_members)
-                state = settle(combiner(state, scores))
-        extra = {"pbt_parent": parents.astype(np.float64)} if pbt_every else {}
+                since["pbt"] = 0.0
+            if due(comb_schedule, report.chunk, since["combine"]):
+                state = settle(combiner(state, chunk_stats(report, comb.score, valid)))
+                since["combine"] = 0.0
+        if pbt_schedule.on:
+            extra["pbt_parent"] = parents.astype(np.float64)
         for name in pbt.hyperparameters:
             extra[f"hp_{name}"] = np.asarray(pop.fetch(getattr(hparams, name)), np.float64)[:members]
         return state, hparams, extra

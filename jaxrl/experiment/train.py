@@ -7,7 +7,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -67,6 +67,8 @@ def _host_spec(config: Config, backend: str) -> HostEnvSpec:
 
 def build(config: Config) -> Built:
     """The algorithm, evaluator and chunking that `config` describes (nothing runs yet)."""
+    if ":" in config.combine.strategy:  # a custom combiner that cannot be imported is refused now
+        population_ops.load_combiner(config.combine.strategy)
     group = getattr(config.algo, "group_size", 1)  # GRPO: G rollouts from each start state
     backend = resolve_backend(config.env.id, config.env.backend, registered_ids())
     spec, evaluator = None, None
@@ -94,9 +96,11 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
     """The population driver for `built` (every setting x seed of the config's sweep):
     compiled env steps, or host envs in workers."""
     lay = sweep_lib.layout(config)
+    data_parallel = config.combine.strategy == "data_parallel"
     if built.host is None:
         return population.Population(built.algo, lay.members, devices=devices, evaluator=built.evaluator,
-                                     max_members_per_call=max_members_per_call, seed_index=lay.seed_index)
+                                     max_members_per_call=max_members_per_call, seed_index=lay.seed_index,
+                                     data_parallel=data_parallel)
     from jaxrl.host_loop import HostPopulation
 
     spec = built.host
@@ -110,7 +114,8 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
         envs_per_member=config.env.num_envs * getattr(config.algo, "group_size", 1),
         seed=config.seed, eval_episodes=config.eval.episodes,
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
-        deterministic=config.eval.deterministic, devices=devices)
+        deterministic=config.eval.deterministic, devices=devices,
+        data_parallel=config.combine.strategy == "data_parallel")
 
 
 def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPlan,
@@ -232,7 +237,8 @@ def _setting_summaries(settings: list[tuple[sweep_lib.Setting, np.ndarray]]) -> 
 
 def train(config: Config, run_dir: str | Path, *, progress: bool = True,
           devices: Sequence[Any] | None = None, resume: bool = False,
-          max_members_per_call: int | None = None, memory_limit: int | None = None) -> dict[str, Any]:
+          max_members_per_call: int | None = None, memory_limit: int | None = None,
+          on_report: Callable[[population.ChunkReport], bool] | None = None) -> dict[str, Any]:
     """Trains `config.seeds` members of every setting of the config's sweep, writes the run
     folder and returns the summary.
 
@@ -244,6 +250,9 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     A sweep over static fields trains one program per static setting, each in its own
     folder inside `run_dir` (see `train_static_sweep`). `max_members_per_call` caps the
     members of one compiled call (default: as many as fit in memory, or `memory_limit` bytes).
+    `on_report(report)` sees every chunk's report (after it is logged and checkpointed) and
+    may end the run there by returning True (`jaxrl sweep` when a pruner stopped every trial);
+    such a run's summary has `stopped_at_env_steps` and no final evaluation.
     """
     if sweep_lib.split(config.sweep)[1]:
         return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
@@ -350,7 +359,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
             start = time.perf_counter()
             progress = {"updates_done": report.updates_done, "env_steps": report.env_steps,
                         "chunk": report.chunk}
-            if config.pbt.every_env_steps:  # hyperparameters are part of the state under PBT
+            if config.pbt.enabled:  # hyperparameters are part of the state under PBT
                 progress["hparams"] = population_ops.hparams_to_json(pop.fetch(hparams))
             checkpointer.save(report.updates_done, saved_part(state), progress, _score(report))
             append_jsonl(timings, {"event": "checkpoint", "update": report.updates_done,
@@ -370,7 +379,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
             algo, members, seed=config.seed, updates_per_chunk=built.updates_per_chunk,
             eval_every_chunks=built.eval_every_chunks, on_chunk=on_chunk, on_start=on_start,
             restore=restore, after_chunk=after_chunk, between_chunks=between_chunks,
-            hparams=hparams, population=pop)
+            hparams=hparams, stop=on_report, population=pop)
     finally:
         cache_stats.close()
         bar.close()
@@ -381,23 +390,26 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     append_jsonl(timings, {"event": "end", "compile_seconds": round(result.compile_seconds, 3),
                            "steady_sps": round(result.steady_sps, 1), "wall_seconds": round(wall, 3)})
 
-    final = result.final_eval_returns.mean(axis=1)
     summary = {
         "env": config.env.id, "algo": config.algo.name, "seeds": config.seeds,
         "total_env_steps_per_seed": algo.num_updates * algo.env_steps_per_update,
-        "final_eval": {"episodes_per_seed": config.eval.episodes,
-                       "deterministic": config.eval.deterministic,
-                       "per_seed": [round(float(x), 3) for x in final], **aggregate(final)},
         "steady_sps": result.steady_sps, "compile_seconds": result.compile_seconds,
         "wall_seconds": wall, "devices": result.num_devices, "processes": distributed.process_count(),
         "compile_cache": cache_stats.as_dict(), "versions": environment_versions(),
     }
-    if lay.swept:  # each setting's own statistics, ranked; final_eval covers every member
-        summary["settings"] = _setting_summaries(
-            [(s, final[lay.members_of(i)]) for i, s in enumerate(lay.settings)])
+    if result.final_eval_returns is None:  # stopped early by `on_report`
+        summary["stopped_at_env_steps"] = result.reports[-1].env_steps if result.reports else 0
+    else:
+        final = result.final_eval_returns.mean(axis=1)
+        summary["final_eval"] = {"episodes_per_seed": config.eval.episodes,
+                                 "deterministic": config.eval.deterministic,
+                                 "per_seed": [round(float(x), 3) for x in final], **aggregate(final)}
+        if lay.swept:  # each setting's own statistics, ranked; final_eval covers every member
+            summary["settings"] = _setting_summaries(
+                [(s, final[lay.members_of(i)]) for i, s in enumerate(lay.settings)])
     write_json(out_dir / "summary.json", summary)
     _plot_curves(out_dir, config, members_plot_title(config, lay))
-    if config.pbt.every_env_steps:
+    if config.pbt.enabled:
         _plot_schedules(out_dir, config)
     summary["run_dir"] = str(run_dir)
     return summary
@@ -463,11 +475,7 @@ def train_static_sweep(config: Config, run_dir: str | Path, *, progress: bool = 
         if (folder / "summary.json").exists():  # finished before an interruption
             summary = json.loads((folder / "summary.json").read_text())
         else:
-            again = folder.exists() and interrupted(folder)
-            if folder.exists() and not again and distributed.is_primary():  # stopped before its
-                # first checkpoint: set aside, start over
-                folder.rename(folder.with_name(f"{folder.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}"))
-            distributed.barrier(f"program {folder.name} ready")
+            again = prepare_program_folder(folder)
             if distributed.is_primary():
                 print(f"jaxrl: program {static.name} ({len(programs)} in sequence) in {folder}", file=sys.stderr)
             summary = train(program, folder, progress=progress, devices=devices, resume=again,
@@ -491,6 +499,17 @@ def train_static_sweep(config: Config, run_dir: str | Path, *, progress: bool = 
                                       f"({config.seeds} seeds x {len(ranked)} settings)", folders)
     summary["run_dir"] = str(run_dir)
     return summary
+
+
+def prepare_program_folder(folder: Path) -> bool:
+    """Before a program of a sweep trains into `folder`: whether to resume it (it stopped
+    after a checkpoint). A folder that stopped before its first checkpoint is set aside
+    (renamed `*.incomplete-<time>`) so the program starts over; nothing is deleted."""
+    again = folder.exists() and interrupted(folder)
+    if folder.exists() and not again and distributed.is_primary():
+        folder.rename(folder.with_name(f"{folder.name}.incomplete-{time.strftime('%Y%m%d-%H%M%S')}"))
+    distributed.barrier(f"program {folder.name} ready")
+    return again
 
 
 def interrupted(run_dir: str | Path) -> bool:
