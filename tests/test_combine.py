@@ -426,3 +426,31 @@ def test_bad_custom_combiners_are_refused_naming_the_module_function_and_fix():
     hook = make(load(*TINY, "seeds=2", "combine.every_updates=8"), custom_combiner=to_float16)
     with pytest.raises(ValueError, match="combiner to_float16 changed state.*from float32.*to float16"):
         hook(report, state, None)
+
+
+@pytest.mark.timeout(600)
+def test_an_episode_schedule_resumes_exactly(tmp_path):
+    """PBT every 50 episodes (the second chunk on early CartPole, not aligned with
+    chunks): the count since the last exploit is checkpointed, so a run resumed from its first
+    checkpoint exploits at the same chunks and ends identically."""
+    import shutil
+
+    from jaxrl import config as config_lib
+    from jaxrl.experiment.run_dir import read_metrics
+    from jaxrl.experiment.train import train
+
+    config = config_lib.load("configs/ppo_cartpole.yaml", TINY + [
+        "seeds=4", "pbt.every_episodes=50", "pbt.fraction=0.25", "pbt.hyperparameters=[lr]"])
+    train(config, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    counts = [float(r["pbt_episodes"]) for r in rows if r["seed"] == "0"]
+    assert counts[0] < 50 <= counts[1]  # the first exploit comes after the second chunk, not the first
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "run", resumed)
+    steps = sorted(int(p.name) for p in (resumed / "checkpoints").iterdir() if p.name.isdigit())
+    for step in steps[1:]:
+        shutil.rmtree(resumed / "checkpoints" / str(step))
+    (resumed / "summary.json").unlink()
+    train(config, resumed, progress=False, resume=True)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "sps"} for r in rs]  # noqa: E731
+    assert strip(read_metrics(resumed / "metrics.csv")) == strip(rows)

@@ -11,8 +11,8 @@ chunks, so they follow the chunk index and a resumed run keeps them exactly), or
 episodes: at the first chunk end where the members have finished N episodes each on
 average since the last application. That count lives in the hook, and is recorded per chunk
 in the metrics (`pbt_episodes`, `combine_episodes`: the count at that chunk's end, this
-chunk's included, before it resets); a resumed run starts it again from 0, so its next
-episode-scheduled application may come later than in the uninterrupted run.
+chunk's included, before it resets) and saved with each checkpoint (the hook's
+`episodes_since`), so a resumed run applies its next operation where the uninterrupted one did.
 
 A combiner is any function `(population_state, stats) -> population_state`: the built-ins
 (`mean`, `weighted_mean`, `best`, `fixed`), a `"module:function"` named by
@@ -225,7 +225,8 @@ def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_
             extra[f"hp_{name}"] = np.asarray(pop.fetch(getattr(hparams, name)), np.float64)[:members]
         return state, hparams, extra
 
-    return between_chunks
+    between_chunks.episodes_since = since  # checkpointed with the state, so a resumed run keeps
+    return between_chunks                  # its episode schedules exactly
 
 
 def hparams_to_json(hparams: Any) -> dict[str, list[float]]:

@@ -308,6 +308,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         last_updates[0] = restored.step
         bar.skip(restored.step)
         append_jsonl(timings, {"event": "resume", "from_update": restored.step})
+        if between_chunks is not None:
+            between_chunks.episodes_since.update(restored.progress.get("episodes_since", {}))
         saved_hparams = restored.progress.get("hparams")  # PBT changed them during the run
         return (restored.state, restored.step,
                 population_ops.hparams_from_json(saved_hparams, algo.default_hparams) if saved_hparams else None)
@@ -361,6 +363,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
                         "chunk": report.chunk}
             if config.pbt.enabled:  # hyperparameters are part of the state under PBT
                 progress["hparams"] = population_ops.hparams_to_json(pop.fetch(hparams))
+            if between_chunks is not None:  # episode schedules count from their last application
+                progress["episodes_since"] = dict(between_chunks.episodes_since)
             checkpointer.save(report.updates_done, saved_part(state), progress, _score(report))
             append_jsonl(timings, {"event": "checkpoint", "update": report.updates_done,
                                    "seconds": round(time.perf_counter() - start, 4)})
