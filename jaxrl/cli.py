@@ -309,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
 
         cpu_defaults(args.devices if args.devices and args.devices > 0 else None)
     from jaxrl.errors import JaxrlError
+    from jaxrl.runtime import catch_interrupts
 
+    catch_interrupts()
     _quiet_libraries()
     try:
         return {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "export": _export,

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import MutableMapping
+
+_INTERRUPTED = threading.Event()
 
 
 def cpu_defaults(devices: int | None = None, environ: MutableMapping[str, str] = os.environ) -> None:
@@ -18,6 +22,23 @@ def cpu_defaults(devices: int | None = None, environ: MutableMapping[str, str] =
         environ["JAX_NUM_CPU_DEVICES"] = str(devices or os.cpu_count() or 1)
     if "xla_cpu_multi_thread_eigen" not in flags:
         environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+
+
+def catch_interrupts() -> None:
+    """Ctrl-C (SIGINT) raises KeyboardInterrupt as usual and is also remembered, because
+    Python drops the exception when the signal lands inside a garbage-collector callback
+    (JAX registers one): `raise_if_interrupted` at the next chunk then stops the run anyway."""
+    def on_sigint(signum, frame):
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+def raise_if_interrupted() -> None:
+    """Raises KeyboardInterrupt when a Ctrl-C was caught (see `catch_interrupts`)."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 class CompileCacheStats:

@@ -321,3 +321,32 @@ def test_periodic_evaluation_records_the_best_episode(tmp_path):
     bad = jaxrl("train", "configs/ppo_cartpole.yaml", "--run-dir", str(no_renderer), *TINY,
                 "env.id=ProbeConstantReward-v0", "eval.video=true", timeout=120)
     assert bad.returncode == 2 and "has no renderer" in bad.stderr and not no_renderer.exists()
+
+
+GC_SIGINT = """
+import gc, os, signal
+from jaxrl.runtime import catch_interrupts, raise_if_interrupted
+catch_interrupts()
+def callback(phase, info):  # Ctrl-C while the garbage collector runs a callback (JAX has one)
+    if phase == "start":
+        gc.callbacks.remove(callback)
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10000):
+            pass
+gc.callbacks.append(callback)
+gc.collect()
+print("Python dropped the KeyboardInterrupt")
+try:
+    raise_if_interrupted()
+except KeyboardInterrupt:
+    print("the next check stops the run")
+"""
+
+
+def test_a_ctrl_c_that_python_drops_still_stops_the_run():
+    from conftest import run_python
+
+    done = run_python(GC_SIGINT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["Python dropped the KeyboardInterrupt", "the next check stops the run"]
+    assert "Exception ignored in" in done.stderr

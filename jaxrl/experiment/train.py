@@ -26,7 +26,7 @@ from jaxrl.evaluation import episode_limit, make_evaluator
 from jaxrl.experiment.checkpoints import CheckpointError, Checkpointer
 from jaxrl.experiment import population_ops
 from jaxrl.experiment.loggers import make_loggers, require as require_loggers
-from jaxrl.runtime import CompileCacheStats
+from jaxrl.runtime import CompileCacheStats, raise_if_interrupted
 from jaxrl.experiment.run_dir import (
     MetricsWriter, append_jsonl, create_run_dir, environment_versions, read_metrics,
     truncate_metrics, write_json,
@@ -322,6 +322,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
                                "replay_bytes": memory_plan.replay_bytes * members})
 
     def on_chunk(report: population.ChunkReport) -> None:
+        raise_if_interrupted()  # a Ctrl-C that Python dropped stops the run here
         updates = report.updates_done - last_updates[0]
         last_updates[0] = report.updates_done
         sps = updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9)

@@ -31,6 +31,7 @@ from jaxrl.analysis import aggregate, iqm
 from jaxrl.config import Config, dump
 from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.experiment.run_dir import create_run_dir, environment_versions, read_metrics, write_json
+from jaxrl.runtime import raise_if_interrupted
 
 STUDY_NAME = "jaxrl-sweep"
 MARKER = "sweep.json"  # what makes a folder a sweep folder (and records how it was started)
@@ -351,6 +352,7 @@ def sweep(config: Config, run_dir: str | Path, *, trials: int, batch: int | None
         if not json.loads((folder / "batch.json").read_text()).get("done"):
             _run_batch(state, folder, progress, train_kwargs)
     while (left := trials - _finished(state)) > 0:
+        raise_if_interrupted()
         index = len(_batches(run_dir))
         folder = _ask_batch(state, min(batch, left), index)
         print(f"jaxrl: batch {index}: {min(batch, left)} trials x {config.seeds} seeds "
