@@ -28,32 +28,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from ppo_throughput import machine_info  # noqa: E402
+from sweep_throughput import jaxrl_command  # noqa: E402
+
+from jaxrl.experiment.tune import eval_curve  # noqa: E402
 
 REPO = HERE.parent
 
 
 def jaxrl(*args: str) -> float:
     """Runs the CLI; returns its wall seconds (raises with its stderr on failure)."""
-    script = Path(sys.executable).with_name("jaxrl")
-    command = ([str(script)] if script.exists() else [sys.executable, "-m", "jaxrl"]) + list(args)
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(jaxrl_command(*args), capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"jaxrl {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 
 def eval_auc(run_dir: Path) -> float | None:
     """Mean over evaluation points of the mean greedy return across seeds (None without
-    evaluations during training)."""
-    import csv
-
-    by_step: dict[int, list[float]] = {}
-    with (run_dir / "metrics.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            if row.get("eval_return") not in (None, "", "nan"):
-                by_step.setdefault(int(row["env_steps"]), []).append(float(row["eval_return"]))
-    return float(sum(sum(v) / len(v) for v in by_step.values()) / len(by_step)) if len(by_step) > 1 else None
+    evaluations during training): the sweep's `eval_auc` objective."""
+    curve = eval_curve(run_dir, "")
+    return float(curve.mean()) if len(curve) > 1 else None
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:

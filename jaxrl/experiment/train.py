@@ -114,8 +114,7 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
         envs_per_member=config.env.num_envs * getattr(config.algo, "group_size", 1),
         seed=config.seed, eval_episodes=config.eval.episodes,
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
-        deterministic=config.eval.deterministic, devices=devices,
-        data_parallel=config.combine.strategy == "data_parallel")
+        deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel)
 
 
 def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPlan,

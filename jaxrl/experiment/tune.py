@@ -269,8 +269,8 @@ def _run_batch(state: SweepState, folder: Path, progress: bool, train_kwargs: di
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
             print(f"jaxrl: trials {sorted(live)} failed: {error}", file=sys.stderr)
             continue
-        lay = sweep_lib.layout(config)
-        members = {int(s.name.split("-")[1]): lay.members_of(i) for i, s in enumerate(lay.settings)}
+        lay = sweep_lib.layout(config)  # its settings are the program's trials, in order
+        members = {number: lay.members_of(i) for i, number in enumerate(program.trials)}
         pruned: set[int] = set()
 
         def on_report(report: Any) -> bool:
