@@ -1,4 +1,4 @@
-"""`jaxrl train | sweep | eval | plot | export | envs`: argument parsing and error reporting only; the work lives elsewhere."""
+"""`jaxrl train | sweep | eval | plot | export | envs | bench`: argument parsing and error reporting only; the work lives elsewhere."""
 
 from __future__ import annotations
 
@@ -94,6 +94,23 @@ def _parser() -> argparse.ArgumentParser:
                            "and the final return against G")
 
     commands.add_parser("envs", help="list the env ids that `env.id` accepts")
+
+    bench = commands.add_parser(
+        "bench", help="benchmark suites: throughput, peers (rejax, SB3, sbx), quality vs references")
+    bench.add_argument("suite", help="throughput | peers | quality")
+    bench.add_argument("--budget", default="quick",
+                       help="tiny (a smoke test), quick (minutes, default) or full (the committed figures)")
+    bench.add_argument("--out", help="results folder (default benchmarks/results/<machine kind>/)")
+    bench.add_argument("--repeats", type=int, help="fresh processes per row, medians reported "
+                                                   "(default 1; 3 for --budget full)")
+    bench.add_argument("--only", nargs="+", metavar="ROW", default=(),
+                       help="measure only these rows (workload or row ids, listed in the suite's table)")
+    bench.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per measurement")
+    bench.add_argument("--reuse", metavar="DIR",
+                       help="quality: take rows from earlier runs' summary.json files named <row id>.json in DIR")
+    bench.add_argument("--max-cpu-hours", type=float,
+                       help="quality on CPU: run rows estimated to take up to this many hours "
+                            "(default 0.5 for full)")
 
     export = commands.add_parser("export", help="export one member's network to PyTorch "
                                                 "(TorchScript; needs the torch extra)")
@@ -291,6 +308,25 @@ def _envs() -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from jaxrl.bench import run_suite
+    from jaxrl.errors import ConfigError
+
+    options = {}
+    if args.suite == "quality":
+        options = {"reuse": Path(args.reuse) if args.reuse else None, "max_cpu_hours": args.max_cpu_hours}
+    elif args.reuse or args.max_cpu_hours is not None:
+        raise ConfigError("--reuse and --max-cpu-hours apply to the quality suite only")
+    if args.reuse and not Path(args.reuse).is_dir():
+        raise ConfigError(f"--reuse {args.reuse}: no such folder")
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout must be positive, got {args.timeout}")
+    written = run_suite(args.suite, args.budget, args.out, args.repeats, args.timeout, args.only, **options)
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)  # overrides may come after options too
@@ -315,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "export": _export,
-                "envs": lambda _: _envs()}[args.command](args)
+                "bench": _bench, "envs": lambda _: _envs()}[args.command](args)
     except JaxrlError as error:
         print(f"jaxrl: error: {error}", file=sys.stderr)
         return 2

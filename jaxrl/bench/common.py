@@ -1,0 +1,225 @@
+"""What every benchmark suite shares: the machine header, fresh-process measurements, medians
+over repeats and writing a report (Markdown + JSON + PNGs) under `benchmarks/results/<kind>/`."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
+
+RESULT_PREFIX = "BENCH_RESULT "
+VERSIONED = ("jax", "jaxlib", "flax", "optax", "gymnax", "brax", "jaxrl")
+
+
+class Budget(NamedTuple):
+    """How much a suite runs: `tiny` is CI's smoke test, `quick` a few minutes, `full` the
+    figures we commit."""
+
+    name: str
+    repeats: int
+
+
+BUDGETS = ("tiny", "quick", "full")
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or the platform's best guess)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_version(name: str) -> str:
+    """An installed distribution's version, or 'not installed'."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def device_peak_mib(devices: Sequence[Any]) -> float | None:
+    """The largest per-device peak of accelerator memory in MiB (None where not reported, e.g. CPU)."""
+    peaks = []
+    for device in devices:
+        try:
+            stats = device.memory_stats()
+        except Exception:  # noqa: BLE001  (backends without memory stats raise or return None)
+            stats = None
+        if stats and "peak_bytes_in_use" in stats:
+            peaks.append(stats["peak_bytes_in_use"] / 2**20)
+    return max(peaks) if peaks else None
+
+
+def device_info() -> dict[str, Any]:
+    """The JAX platform, device kind and device count this process sees."""
+    import jax
+
+    devices = jax.devices()
+    return {"platform": devices[0].platform, "device_count": len(devices),
+            "device_kind": devices[0].device_kind}
+
+
+def machine_kind(platform_name: str, device_kind: str, cores: int | None = None) -> str:
+    """The results folder name: `cpu-<cores>core` on CPU, `gpu-<kind>` (e.g. gpu-nvidia-h200) else."""
+    if platform_name == "cpu":
+        return f"cpu-{cores or os.cpu_count()}core"
+    return "gpu-" + re.sub(r"[^a-z0-9]+", "-", device_kind.lower()).strip("-")
+
+
+def probe_devices(timeout: float = 300.0) -> dict[str, Any]:
+    """Platform, device kind and count as a default worker process sees them (this process may
+    not have imported jax, and must not fix its device count)."""
+    code = ("import json, jax; d = jax.devices(); print(json.dumps({'platform': d[0].platform, "
+            "'device_kind': d[0].device_kind, 'device_count': len(d)}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=jaxrl_worker_env())
+    if done.returncode != 0:
+        raise RuntimeError(f"could not start a JAX process: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine_info(devices: dict[str, Any]) -> dict[str, Any]:
+    """Hardware, date and library versions for a report header."""
+    return {
+        "kind": machine_kind(devices["platform"], devices["device_kind"]),
+        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+        "platform": devices["platform"], "device_kind": devices["device_kind"],
+        "device_count": devices["device_count"],
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "versions": {name: package_version(name) for name in VERSIONED},
+    }
+
+
+def header(title: str, machine: dict[str, Any], budget: Budget, notes: Iterable[str] = ()) -> list[str]:
+    """The Markdown lines every report starts with: what was measured, where, when, with what."""
+    accelerator = ("" if machine["platform"] == "cpu"
+                   else f"; {machine['device_count']} × {machine['device_kind']}")
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v != "not installed")
+    return [f"# {title}", "",
+            f"- machine: {machine['cpu_model']}, {machine['cpu_count']} cores{accelerator} "
+            f"(`{machine['kind']}`)",
+            f"- date: {machine['date']}",
+            f"- versions: {versions}; Python {machine['python']}",
+            f"- budget: `{budget.name}`, {budget.repeats} fresh process(es) per row, timings are medians",
+            *[f"- {note}" for note in notes], ""]
+
+
+def jaxrl_worker_env(devices: int | None = None) -> dict[str, str]:
+    """A worker's environment: exactly `jaxrl train`'s CPU defaults (one device per core, Eigen
+    threads off) and no persistent compilation cache, so compile seconds are real."""
+    from jaxrl.runtime import cpu_defaults
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR",
+                        "JAX_ENABLE_COMPILATION_CACHE")}
+    cpu_defaults(devices, environ=env)
+    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    env["JAXRL_COMPILATION_CACHE"] = "off"
+    return env
+
+
+def run_in_process(command: Sequence[str], env: dict[str, str] | None, timeout: float,
+                   record: dict[str, Any], cwd: str | Path | None = None) -> dict[str, Any]:
+    """Runs one measurement as a fresh process that prints `RESULT_PREFIX <json>`; `record`
+    gains that result (status ok) or the reason there is none (status error/timeout)."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(list(command), env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        record.update(status="timeout", error=f"no result within {timeout:.0f} s")
+        return record
+    finally:
+        record["process_seconds"] = round(time.perf_counter() - start, 2)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-4:]
+        record.update(status="error", error=f"exit {done.returncode}: " + " | ".join(tail))
+        return record
+    record.update(json.loads(lines[-1][len(RESULT_PREFIX):]), status="ok")
+    return record
+
+
+def emit(result: dict[str, Any]) -> None:
+    """A worker's last word: its result as one JSON line the parent looks for."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def median_of(runs: Sequence[dict[str, Any]], keys: Sequence[str] = ("steady_sps", "compile_seconds")
+              ) -> dict[str, Any]:
+    """One row from repeated runs of the same thing: the first good run with `keys` replaced by
+    their medians, the SPS range, the largest memory peaks, and how many runs counted."""
+    ok = [run for run in runs if run.get("status") == "ok"]
+    if not ok:
+        return {**runs[0], "repeats": 0}
+    row = dict(ok[0])
+    for key in keys:
+        values = [run[key] for run in ok if run.get(key) is not None]
+        row[key] = statistics.median(values) if values else None
+    if "steady_sps" in keys:
+        row["steady_sps_range"] = [min(run["steady_sps"] for run in ok), max(run["steady_sps"] for run in ok)]
+    for key in ("peak_rss_mib", "peak_device_mib"):
+        values = [run[key] for run in ok if run.get(key) is not None]
+        row[key] = max(values) if values else None
+    row["repeats"] = len(ok)
+    return row
+
+
+def progress(message: str) -> None:
+    """A timestamped progress line on stderr (tables go to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def write_report(out_dir: Path, name: str, markdown: str, payload: dict[str, Any],
+                 figures: Iterable[Callable[[Path], Path | None]] = ()) -> list[Path]:
+    """Writes `<name>.md`, `<name>.json` and each figure into `out_dir`; returns the paths written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / f"{name}.md", out_dir / f"{name}.json"]
+    written[0].write_text(markdown)
+    written[1].write_text(json.dumps(payload, indent=1, default=float))
+    for figure in figures:
+        path = figure(out_dir)
+        if path is not None:
+            written.append(path)
+    return written
+
+
+EXTRA_MODULES = {"brax": "brax", "box2d": "Box2D", "atari": "ale_py", "peers": "stable_baselines3"}
+
+
+def missing_extra(extra: str | None) -> str | None:
+    """Why something needing jaxrl's optional `extra` cannot run here (None when it can)."""
+    import importlib.util
+
+    module = EXTRA_MODULES.get(extra or "")
+    if module and importlib.util.find_spec(module) is None:
+        return f"not installed: pip install 'jaxrl[{extra}]'"
+    return None
+
+
+def fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
+    """A table cell for a number: thousands separators, `–` where there is none."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return f"{value:,.{digits}f}{suffix}"

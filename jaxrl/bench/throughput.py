@@ -1,0 +1,224 @@
+"""The `throughput` suite: steady SPS, compile seconds and peak memory of every algorithm on its
+usual environments, across population sizes, on this machine's devices.
+
+Each (workload, population size, repeat) is one fresh `jaxrl.bench.worker` process training a
+shipped config exactly as `jaxrl train` does, on a budget cut to a few seconds of steady work:
+the figures are speed, not learning. DQN-family rows start learning early so the steady phase
+includes gradient steps.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+from jaxrl.bench import common
+
+SPEED_ONLY = ("eval.every_env_steps=0", "eval.episodes=2", "checkpoint.every_env_steps=0")
+
+
+class Workload(NamedTuple):
+    """One algorithm on one environment, as a shipped config plus throughput-only overrides."""
+
+    name: str
+    algorithm: str
+    env: str
+    config: str
+    overrides: tuple[str, ...] = ()
+    kind: str = "jittable"  # jittable | brax | host
+    population_steps: int = 3_000_000  # env steps of the whole population per row on CPU...
+    max_steps_per_seed: int = 300_000  # ...but at most this many per seed...
+    min_steps_per_seed: int = 20_000  # ...and at least this many
+    extra: str | None = None  # the jaxrl extra the env needs
+
+
+_LEARN_EARLY = ("algo.learning_starts=1000",)
+WORKLOADS = (
+    Workload("ppo-cartpole", "PPO (categorical)", "CartPole-v1", "ppo_cartpole.yaml"),
+    Workload("ppo-gaussian-pendulum", "PPO (Gaussian)", "Pendulum-v1", "ppo_pendulum.yaml",
+             population_steps=2_000_000, max_steps_per_seed=200_000),
+    Workload("ppo-beta-pendulum", "PPO (Beta)", "Pendulum-v1", "ppo_beta_pendulum.yaml",
+             population_steps=2_000_000, max_steps_per_seed=200_000),
+    Workload("grpo-cartpole", "GRPO", "CartPole-v1", "grpo_cartpole.yaml",
+             population_steps=4_000_000, min_steps_per_seed=64_000),
+    Workload("dqn-cartpole", "DQN", "CartPole-v1", "dqn_cartpole.yaml", _LEARN_EARLY,
+             population_steps=1_000_000, max_steps_per_seed=100_000, min_steps_per_seed=10_000),
+    Workload("rainbow-cartpole", "Rainbow DQN", "CartPole-v1", "rainbow_cartpole.yaml", _LEARN_EARLY,
+             population_steps=500_000, max_steps_per_seed=50_000, min_steps_per_seed=10_000),
+    Workload("ppo-minatar-breakout", "PPO (categorical)", "MinAtar Breakout", "ppo_minatar_breakout.yaml",
+             population_steps=1_000_000, max_steps_per_seed=200_000, min_steps_per_seed=40_960),
+    Workload("dqn-minatar-breakout", "DQN", "MinAtar Breakout", "dqn_minatar_breakout.yaml", _LEARN_EARLY,
+             population_steps=200_000, max_steps_per_seed=40_000, min_steps_per_seed=8_000),
+    Workload("rainbow-minatar-breakout", "Rainbow DQN", "MinAtar Breakout", "rainbow_minatar_breakout.yaml",
+             _LEARN_EARLY, population_steps=100_000, max_steps_per_seed=20_000, min_steps_per_seed=4_000),
+    Workload("ppo-brax-ant", "PPO (Gaussian)", "brax ant (mjx)", "ppo_brax_ant.yaml",
+             ("env.num_envs=16", "algo.num_steps=32", "algo.num_minibatches=4"), kind="brax",
+             population_steps=60_000, max_steps_per_seed=20_480, min_steps_per_seed=5_120, extra="brax"),
+    Workload("ppo-lunarlander", "PPO (categorical)", "LunarLander-v3 (host)", "ppo_lunarlander.yaml",
+             ("algo.num_minibatches=16",), kind="host", population_steps=300_000,
+             max_steps_per_seed=65_536, min_steps_per_seed=8_192, extra="box2d"),
+    Workload("dqn-lunarlander", "DQN", "LunarLander-v3 (host)", "dqn_lunarlander.yaml", _LEARN_EARLY,
+             kind="host", population_steps=200_000, max_steps_per_seed=40_000, min_steps_per_seed=4_000,
+             extra="box2d"),
+)
+TINY_STEPS = 5_120
+TINY = ("ppo-cartpole", "dqn-cartpole")
+
+# Population sizes per budget and platform; brax and host rows stop earlier (compile time on
+# CPU, worker processes on any machine).
+SIZES = {
+    ("tiny", "cpu"): (1, 2), ("tiny", "gpu"): (1, 2),
+    ("quick", "cpu"): (1, 16), ("quick", "gpu"): (1, 256),
+    ("full", "cpu"): (1, 16, 64), ("full", "gpu"): (1, 64, 1024, 4096),
+}
+KIND_MAX_SIZE = {("brax", "cpu"): 4, ("brax", "gpu"): 1024, ("host", "cpu"): 16, ("host", "gpu"): 64}
+GPU_SCALE = 30  # a GPU row's population budget is this many times a CPU row's
+
+
+def platform_class(platform: str) -> str:
+    """`cpu` or `gpu` (TPUs and other accelerators size like a GPU)."""
+    return "cpu" if platform == "cpu" else "gpu"
+
+
+def sizes_for(workload: Workload, budget: str, platform: str) -> list[int]:
+    """The population sizes a workload is measured at on this budget and platform."""
+    cls = platform_class(platform)
+    limit = KIND_MAX_SIZE.get((workload.kind, cls))
+    return [size for size in SIZES[(budget, cls)] if limit is None or size <= limit]
+
+
+def steps_per_seed(workload: Workload, seeds: int, budget: str, platform: str) -> int:
+    """Env steps per seed for one row: the population budget shared out, within the per-seed
+    bounds (tiny: the lower bound, so CI stays quick)."""
+    if budget == "tiny":
+        return min(TINY_STEPS, workload.min_steps_per_seed)
+    total = workload.population_steps * (GPU_SCALE if platform_class(platform) == "gpu" else 1)
+    if budget == "quick":
+        total //= 4
+    return int(min(workload.max_steps_per_seed, max(workload.min_steps_per_seed, total // seeds)))
+
+
+def chunked(steps: int) -> str:
+    """A `log_every_env_steps` override giving about five chunks, so steady SPS excludes the
+    first (compiling) chunk and still averages several."""
+    return f"log_every_env_steps={max(1, steps // 5)}"
+
+
+def measure(workload: Workload, config_dir: Path, seeds: int, steps: int, timeout: float) -> dict[str, Any]:
+    """One row's measurement in a fresh worker process."""
+    spec = {"config": str(config_dir / workload.config), "seeds": seeds, "steps": steps,
+            "overrides": [*workload.overrides, *SPEED_ONLY, chunked(steps)]}
+    record = {"workload": workload.name, "seeds": seeds, "requested_steps_per_seed": steps}
+    return common.run_in_process([sys.executable, "-m", "jaxrl.bench.worker", json.dumps(spec)],
+                                 common.jaxrl_worker_env(), timeout, record)
+
+
+def row_cells(workload: Workload, row: dict[str, Any]) -> str:
+    """One Markdown table line."""
+    lead = f"| {workload.algorithm} | {workload.env} | {row['seeds']} "
+    if row.get("status") != "ok":
+        return lead + f"| – | – | – | – | – | {row.get('status')}: {str(row.get('error', ''))[:100]} |"
+    low, high = row["steady_sps_range"]
+    spread = f" [{low:,.0f}–{high:,.0f}]" if row["repeats"] > 1 else ""
+    memory = row["peak_device_mib"] if row.get("peak_device_mib") is not None else row["peak_rss_mib"]
+    return (lead + f"| {row['env_steps_per_seed']:,} | {row['devices_used']} | {row['compile_seconds']:.1f} "
+            f"| {row['steady_sps']:,.0f}{spread} | {row['steady_sps'] / row['seeds']:,.0f} | {common.fmt(memory)} |")
+
+
+def render(machine: dict[str, Any], budget: common.Budget, rows: list[tuple[Workload, dict[str, Any]]],
+           skipped: dict[str, str]) -> str:
+    """The suite's Markdown report."""
+    memory = "peak RSS MiB" if machine["platform"] == "cpu" else "peak device MiB"
+    lines = common.header("Throughput: every algorithm across population sizes", machine, budget, [
+        "each row: a shipped config trained by `jaxrl train`'s code in a fresh process (no compilation "
+        "cache), on a budget cut to seconds of steady work; greedy evaluation only at the end",
+        f"overrides on every row: `{' '.join(SPEED_ONLY)}`, five chunks; DQN rows `algo.learning_starts=1000`",
+    ])
+    lines += [f"| algorithm | env | seeds | env steps / seed | devices | compile s | steady SPS (all seeds) "
+              f"| SPS per seed | {memory} |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [row_cells(workload, row) for workload, row in rows]
+    lines += ["", "Compile s: init, the training chunk and the evaluator, traced and compiled. Steady SPS: env "
+              "steps of all seeds per second of training, excluding compile, the first chunk and evaluation. "
+              "Memory: the worker process's peak resident set on CPU (≈ 0.6 GiB is Python and JAX), the "
+              "largest device's peak on an accelerator."]
+    if skipped:
+        lines += ["", "Not measured here:"] + [f"- {name}: {why}" for name, why in skipped.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[tuple[Workload, dict[str, Any]]], machine: dict[str, Any]):
+    """A figure writer: steady SPS against population size, one line per workload (log-log)."""
+
+    def write(out_dir: Path) -> Path | None:
+        from jaxrl.analysis.plots import _pyplot
+
+        series: dict[str, list[tuple[int, float]]] = {}
+        for workload, row in rows:
+            if row.get("status") == "ok":
+                series.setdefault(f"{workload.algorithm}, {workload.env}", []).append(
+                    (row["seeds"], row["steady_sps"]))
+        if not series:
+            return None
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for label, points in series.items():
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+        sizes = sorted({seeds for points in series.values() for seeds, _ in points})
+        ax.set(xscale="log", yscale="log", xlabel="population size (seeds)", ylabel="steady env steps / s (all seeds)",
+               title=f"jaxrl throughput on {machine['kind']}")
+        ax.set_xticks(sizes, [str(size) for size in sizes])
+        ax.minorticks_off()
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        path = out_dir / "throughput_sps.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+    return write
+
+
+def run(budget: common.Budget, out_dir: Path, machine: dict[str, Any], timeout: float,
+        only: Sequence[str] = (), config_dir: Path | None = None) -> list[Path]:
+    """Measures every workload (or `only` those; tiny: a CI-sized three) at every size, writes
+    `throughput.md/.json/_sps.png` into `out_dir` after each row, and prints the table."""
+    from jaxrl.bench import configs_folder
+
+    config_dir = config_dir or configs_folder()
+    names = only or (TINY if budget.name == "tiny" else [w.name for w in WORKLOADS])
+    workloads = [w for w in WORKLOADS if w.name in names]
+    rows: list[tuple[Workload, dict[str, Any]]] = []
+    raw: list[dict[str, Any]] = []
+    skipped = {w.name: why for w in workloads if (why := common.missing_extra(w.extra))}
+    written: list[Path] = []
+    for workload in (w for w in workloads if w.name not in skipped):
+        for seeds in sizes_for(workload, budget.name, machine["platform"]):
+            steps = steps_per_seed(workload, seeds, budget.name, machine["platform"])
+            runs = []
+            for repeat in range(budget.repeats):
+                common.progress(f"{workload.name}: {seeds} seeds x {steps:,} steps ({repeat + 1}/{budget.repeats})")
+                runs.append(measure(workload, config_dir, seeds, steps, timeout) | {"repeat": repeat})
+                common.progress("  " + brief(runs[-1]))
+            raw += runs
+            rows.append((workload, common.median_of(runs)))
+            markdown = render(machine, budget, rows, skipped)
+            written = common.write_report(out_dir, "throughput", markdown,
+                                          {"machine": machine, "budget": budget._asdict(), "runs": raw,
+                                           "rows": [row for _, row in rows]}, [plot(rows, machine)])
+    if not rows:
+        markdown = render(machine, budget, rows, skipped)
+        written = common.write_report(out_dir, "throughput", markdown, {"machine": machine, "runs": []})
+    print(markdown)
+    return written
+
+
+def brief(record: dict[str, Any]) -> str:
+    """A one-line progress note for one measurement."""
+    if record.get("status") != "ok":
+        return f"{record.get('status')}: {record.get('error')}"
+    return (f"compile {record['compile_seconds']:.1f} s, {record['steady_sps']:,.0f} SPS, "
+            f"RSS {record['peak_rss_mib']:,.0f} MiB (process {record['process_seconds']:.0f} s)")
