@@ -21,9 +21,10 @@ import statistics
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
+
+from jaxrl.bench import common as bench_common
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -44,12 +45,9 @@ def _disable_compilation_cache() -> None:
     jax.config.update("jax_enable_compilation_cache", False)
 
 
-def _peak_rss_mib() -> float:
-    """Peak resident memory of this process in MiB (Linux reports ru_maxrss in KiB)."""
-    import resource
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+_peak_rss_mib = bench_common.peak_rss_mib  # the benchmark scripts and `jaxrl bench` measure alike
+cpu_model = bench_common.cpu_model
+package_version = bench_common.package_version
 
 
 def _device_info() -> dict[str, Any]:
@@ -143,25 +141,6 @@ def run_worker(system: str, num_seeds: int, steps: int) -> None:
 
 
 # ----------------------------------------------------------------------------- parent side
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or the platform's best guess)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def package_version(name: str) -> str:
-    """An installed distribution's version, or 'not installed'."""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def machine_info() -> dict[str, Any]:

@@ -35,6 +35,8 @@ sys.path.insert(0, str(HERE))
 import dqn_throughput  # noqa: E402  (its --budgets parser)
 import ppo_throughput as common  # noqa: E402  (shared worker, header and repeat machinery)
 
+from jaxrl.bench import common as bench_common  # noqa: E402
+
 REPO = HERE.parent
 CONFIG = REPO / "configs" / "ppo_cartpole.yaml"
 OUTPUT_NAME = "scale_throughput"
@@ -64,19 +66,6 @@ def _configure_cache(mode: str, cache_dir: str | None) -> None:
     jax.config.update("jax_enable_compilation_cache", True)
     jax.config.update("jax_compilation_cache_dir", cache_dir)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-
-
-def _device_peak_mib(devices: Sequence[Any]) -> float | None:
-    """The largest per-device peak of accelerator memory in MiB (None where not reported, e.g. CPU)."""
-    peaks = []
-    for device in devices:
-        try:
-            stats = device.memory_stats()
-        except Exception:  # noqa: BLE001  (backends without memory stats raise or return None)
-            stats = None
-        if stats and "peak_bytes_in_use" in stats:
-            peaks.append(stats["peak_bytes_in_use"] / 2**20)
-    return max(peaks) if peaks else None
 
 
 def probe_worker() -> None:
@@ -136,7 +125,7 @@ def train_worker(num_members: int, steps: int, num_devices: int, cache: str, cac
         "compile_seconds_saved": counts.seconds_saved,
         **common._device_info(),
         "peak_rss_mib": common._peak_rss_mib(),
-        "peak_device_mib": _device_peak_mib(devices),
+        "peak_device_mib": bench_common.device_peak_mib(devices),
     }
     if cache_dir:
         record["cache_files"] = sum(len(files) for _, _, files in os.walk(cache_dir))
