@@ -57,8 +57,10 @@ def transition(i):
     return {"obs": jnp.full((3,), i, jnp.float32), "action": jnp.int32(i)}
 
 
-def test_add_wraps_around_like_a_ring():
-    state = replay.init(transition(0), capacity=5)
+@pytest.mark.parametrize("prioritized", [True, False])
+def test_add_wraps_around_like_a_ring(prioritized):
+    state = replay.init(transition(0), capacity=5, prioritized=prioritized)
+    assert replay.is_prioritized(state) == prioritized  # a uniform buffer keeps no sum-tree
     ring, position = np.zeros(5), 0
     for start in (0, 3, 6):
         batch = jax.tree.map(lambda *x: jnp.stack(x), *[transition(start + j + 1) for j in range(3)])

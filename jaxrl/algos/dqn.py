@@ -285,7 +285,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
         example = Transition(obs[0], jnp.int32(0), jnp.float32(0), jnp.float32(0), obs[0])
         recent = Step(obs, jnp.zeros(num_envs, jnp.int32), scalar_f, scalar_f > 0, scalar_f > 0, obs)
         recent = jax.tree.map(lambda x: jnp.zeros((n - 1,) + x.shape, x.dtype), recent) if n > 1 else None
-        return DQNState(params, params, opt_state, buffers.init(example, config.buffer_size),
+        return DQNState(params, params, opt_state, buffers.init(example, config.buffer_size, config.prioritized),
                         env_state, obs, recent, key, jnp.int32(0))
 
     # ---- collect ------------------------------------------------------------------------

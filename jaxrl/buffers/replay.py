@@ -30,12 +30,19 @@ class PrioritizedSample(NamedTuple):
     weights: chex.Array  # importance weights, max-normalised
 
 
-def init(example: Any, capacity: int) -> ReplayState:
-    """An empty buffer for transitions shaped like `example` (one transition, no batch axis)."""
+def init(example: Any, capacity: int, prioritized: bool = True) -> ReplayState:
+    """An empty buffer for transitions shaped like `example` (one transition, no batch axis).
+    A uniform buffer (`prioritized=False`) keeps no sum-tree, so adding skips its upkeep."""
     if capacity < 1:
         raise ValueError(f"replay capacity must be at least 1, got {capacity}")
     data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example)
-    return ReplayState(data, jnp.int32(0), jnp.int32(0), sum_tree.init(capacity), jnp.float32(1.0))
+    priorities = sum_tree.init(capacity) if prioritized else jnp.zeros((1,), jnp.float32)  # a tree has >= 2
+    return ReplayState(data, jnp.int32(0), jnp.int32(0), priorities, jnp.float32(1.0))
+
+
+def is_prioritized(state: ReplayState) -> bool:
+    """Whether the buffer keeps priorities (decided by its shapes, so known when tracing)."""
+    return state.priorities.shape[-1] > 1
 
 
 def empty_like(abstract: ReplayState) -> ReplayState:
@@ -65,9 +72,10 @@ def add(state: ReplayState, batch: Any, valid: chex.Array | None = None) -> Repl
     slots = jnp.where(valid, (state.position + kept) % capacity, capacity)  # capacity: dropped
     data = jax.tree.map(lambda store, new: store.at[slots].set(new, mode="drop"),
                         state.data, batch)
-    leaves = sum_tree.leaves_of(state.priorities)
-    priorities = sum_tree.update(state.priorities, jnp.where(valid, slots, leaves),
-                                 jnp.full((count,), state.max_priority, jnp.float32))
+    priorities = state.priorities
+    if is_prioritized(state):
+        priorities = sum_tree.update(priorities, jnp.where(valid, slots, sum_tree.leaves_of(priorities)),
+                                     jnp.full((count,), state.max_priority, jnp.float32))
     added = valid.sum(dtype=jnp.int32)
     return state._replace(data=data, position=(state.position + added) % capacity,
                           size=jnp.minimum(state.size + added, capacity), priorities=priorities)
