@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="quality: take rows from earlier runs' summary.json files named <row id>.json in DIR")
     bench.add_argument("--max-cpu-hours", type=float,
                        help="quality on CPU: run rows estimated to take up to this many hours "
-                            "(default 0.5 for full)")
+                            "(default 0.25 for full)")
 
     export = commands.add_parser("export", help="export one member's network to PyTorch "
                                                 "(TorchScript; needs the torch extra)")
