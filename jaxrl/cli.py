@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per measurement")
     bench.add_argument("--reuse", metavar="DIR",
                        help="quality: take rows from earlier runs' summary.json files named <row id>.json in DIR")
+    bench.add_argument("--merge", action="store_true",
+                       help="throughput: measure only --only rows again and keep the other rows of the "
+                            "report already in the results folder")
     bench.add_argument("--max-cpu-hours", type=float,
                        help="quality on CPU: run rows estimated to take up to this many hours "
                             "(default 0.25 for full)")
@@ -312,11 +315,15 @@ def _bench(args: argparse.Namespace) -> int:
     from jaxrl.bench import run_suite
     from jaxrl.errors import ConfigError
 
-    options = {}
+    options: dict = {}
     if args.suite == "quality":
         options = {"reuse": Path(args.reuse) if args.reuse else None, "max_cpu_hours": args.max_cpu_hours}
     elif args.reuse or args.max_cpu_hours is not None:
         raise ConfigError("--reuse and --max-cpu-hours apply to the quality suite only")
+    if args.merge:
+        if args.suite != "throughput" or not args.only:
+            raise ConfigError("--merge applies to the throughput suite with --only ROW ...")
+        options["merge"] = True
     if args.reuse and not Path(args.reuse).is_dir():
         raise ConfigError(f"--reuse {args.reuse}: no such folder")
     if args.timeout <= 0:

@@ -61,6 +61,23 @@ def test_row_budgets_share_the_population_budget_within_bounds():
     assert throughput.sizes_for(host, "full", "gpu") == [1, 64]
 
 
+def test_rows_come_in_suite_order_and_merge_keeps_only_the_same_kind_of_report(tmp_path):
+    def run(workload, seeds, sps):
+        return {"workload": workload, "seeds": seeds, "status": "ok", "steady_sps": sps, "compile_seconds": 1.0,
+                "peak_rss_mib": 1.0}
+
+    runs = [run("dqn-cartpole", 16, 5.0), run("ppo-cartpole", 16, 3.0), run("ppo-cartpole", 1, 1.0),
+            run("ppo-cartpole", 16, 4.0)]
+    rows = throughput.rows_of(runs)
+    assert [(w.name, row["seeds"], row["steady_sps"]) for w, row in rows] == [
+        ("ppo-cartpole", 1, 1.0), ("ppo-cartpole", 16, 3.5), ("dqn-cartpole", 16, 5.0)]
+    machine, budget = {"kind": "cpu-2core"}, common.Budget("full", 1)
+    (tmp_path / "throughput.json").write_text(json.dumps({"machine": machine, "budget": budget._asdict(), "runs": runs}))
+    assert throughput.earlier_runs(tmp_path, machine, budget) == runs
+    assert throughput.earlier_runs(tmp_path, {"kind": "gpu-nvidia-h200"}, budget) == []
+    assert throughput.earlier_runs(tmp_path, machine, common.Budget("quick", 1)) == []
+
+
 def test_every_workload_and_quality_row_names_a_shipped_config():
     configs = {path.name for path in (REPO / "configs").glob("*.yaml")}
     assert {w.config for w in throughput.WORKLOADS} <= configs
@@ -138,6 +155,7 @@ def test_tiny_quality_suite_marks_rows_and_lists_what_it_did_not_run(tmp_path):
     (["throughput", "--reuse", "."], "--reuse and --max-cpu-hours apply to the quality suite only"),
     (["quality", "--reuse", "/no/such/folder"], "no such folder"),
     (["quality", "--repeats", "0"], "--repeats must be at least 1"),
+    (["throughput", "--merge"], "--merge applies to the throughput suite with --only ROW"),
 ])
 def test_bad_bench_arguments_exit_2_with_one_line(args, message, tmp_path):
     done = _cli(*args, "--out", str(tmp_path / "out"), timeout=120)

@@ -155,3 +155,24 @@ def test_resume_errors_are_clear(tmp_path, runs):
     for folder, words in [(not_a_run, "is not a jaxrl run folder"), (whole, "already finished")]:
         done = run_cli("train", "--resume", str(folder), timeout=120)
         assert done.returncode == 2 and words in done.stderr, done.stderr
+
+
+def test_zero_size_leaves_round_trip(tmp_path):
+    """brax's mjx states hold zero-size arrays, which orbax refuses to save: they are left out
+    and rebuilt from the abstract state, on the abstract state's devices."""
+    mesh_sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    state = {"params": jax.numpy.arange(6.0).reshape(2, 3),
+             "env": {"act": jax.numpy.zeros((2, 0)), "qpos": jax.numpy.ones((2, 4), jax.numpy.int32)},
+             "host_empty": np.zeros((0, 5), np.float32)}
+    checkpointer = Checkpointer(tmp_path / "ckpt")
+    checkpointer.save(3, state, {"env_steps": 30}, score=1.0)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_sharding), state)
+    abstract["host_empty"] = jax.ShapeDtypeStruct((0, 5), np.float32)  # no sharding: a host array
+    restored = checkpointer.restore_latest(abstract)
+    checkpointer.close()
+    assert restored.step == 3 and restored.progress == {"env_steps": 30}
+    assert jax.tree.structure(restored.state) == jax.tree.structure(state)
+    for got, want in zip(jax.tree.leaves(restored.state), jax.tree.leaves(state)):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert isinstance(restored.state["env"]["act"], jax.Array) and isinstance(restored.state["host_empty"], np.ndarray)

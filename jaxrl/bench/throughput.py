@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -110,16 +111,24 @@ def measure(workload: Workload, config_dir: Path, seeds: int, steps: int, timeou
     """One row's measurement in a fresh worker process."""
     spec = {"config": str(config_dir / workload.config), "seeds": seeds, "steps": steps,
             "overrides": [*workload.overrides, *SPEED_ONLY, chunked(steps)]}
-    record = {"workload": workload.name, "seeds": seeds, "requested_steps_per_seed": steps}
+    record = {"workload": workload.name, "seeds": seeds, "requested_steps_per_seed": steps,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return common.run_in_process([sys.executable, "-m", "jaxrl.bench.worker", json.dumps(spec)],
                                  common.jaxrl_worker_env(), timeout, record)
+
+
+def last_error_line(row: dict[str, Any]) -> str:
+    """The reason a row has no figures: the worker's own last error line (e.g. the memory
+    check's refusal), without the exception's class path."""
+    line = str(row.get("error") or row.get("status")).split(" | ")[-1]
+    return line.split("Error: ", 1)[-1] if "Error: " in line else line
 
 
 def row_cells(workload: Workload, row: dict[str, Any]) -> str:
     """One Markdown table line."""
     lead = f"| {workload.algorithm} | {workload.env} | {row['seeds']} "
     if row.get("status") != "ok":
-        return lead + f"| – | – | – | – | – | {row.get('status')}: {str(row.get('error', ''))[:100]} |"
+        return lead + f"| – | – | – | – | – | not measured: {last_error_line(row)} |"
     low, high = row["steady_sps_range"]
     spread = f" [{low:,.0f}–{high:,.0f}]" if row["repeats"] > 1 else ""
     memory = row["peak_device_mib"] if row.get("peak_device_mib") is not None else row["peak_rss_mib"]
@@ -128,13 +137,15 @@ def row_cells(workload: Workload, row: dict[str, Any]) -> str:
 
 
 def render(machine: dict[str, Any], budget: common.Budget, rows: list[tuple[Workload, dict[str, Any]]],
-           skipped: dict[str, str]) -> str:
-    """The suite's Markdown report."""
+           skipped: dict[str, str], remeasured: Sequence[str] = ()) -> str:
+    """The suite's Markdown report (`remeasured`: workloads measured again into an earlier report)."""
     memory = "peak RSS MiB" if machine["platform"] == "cpu" else "peak device MiB"
     lines = common.header("Throughput: every algorithm across population sizes", machine, budget, [
         "each row: a shipped config trained by `jaxrl train`'s code in a fresh process (no compilation "
         "cache), on a budget cut to seconds of steady work; greedy evaluation only at the end",
         f"overrides on every row: `{' '.join(SPEED_ONLY)}`, five chunks; DQN rows `algo.learning_starts=1000`",
+        *([f"rows of {', '.join(remeasured)} measured again on {machine['date']} (`--merge`); "
+           "the others come from the earlier report in this folder"] if remeasured else []),
     ])
     lines += [f"| algorithm | env | seeds | env steps / seed | devices | compile s | steady SPS (all seeds) "
               f"| SPS per seed | {memory} |", "|---|---|---|---|---|---|---|---|---|"]
@@ -182,36 +193,59 @@ def plot(rows: list[tuple[Workload, dict[str, Any]]], machine: dict[str, Any]):
     return write
 
 
+def rows_of(runs: Sequence[dict[str, Any]]) -> list[tuple[Workload, dict[str, Any]]]:
+    """Table rows from raw runs: one per (workload, population size), in the suite's order,
+    timings the medians of their repeats."""
+    rows = []
+    for workload in WORKLOADS:
+        for seeds in sorted({run["seeds"] for run in runs if run["workload"] == workload.name}):
+            rows.append((workload, common.median_of(
+                [run for run in runs if (run["workload"], run["seeds"]) == (workload.name, seeds)])))
+    return rows
+
+
+def earlier_runs(out_dir: Path, machine: dict[str, Any], budget: common.Budget) -> list[dict[str, Any]]:
+    """The runs of an earlier report in `out_dir` from the same kind of machine and budget
+    (for `--merge`), else none."""
+    path = out_dir / "throughput.json"
+    if not path.is_file():
+        return []
+    payload = json.loads(path.read_text())
+    same = payload.get("machine", {}).get("kind") == machine["kind"] and \
+        payload.get("budget", {}).get("name") == budget.name
+    return payload.get("runs", []) if same else []
+
+
 def run(budget: common.Budget, out_dir: Path, machine: dict[str, Any], timeout: float,
-        only: Sequence[str] = (), config_dir: Path | None = None) -> list[Path]:
-    """Measures every workload (or `only` those; tiny: a CI-sized three) at every size, writes
-    `throughput.md/.json/_sps.png` into `out_dir` after each row, and prints the table."""
+        only: Sequence[str] = (), config_dir: Path | None = None, merge: bool = False) -> list[Path]:
+    """Measures every workload (or `only` those; tiny: a CI-sized two) at every size, writes
+    `throughput.md/.json/_sps.png` into `out_dir` after each row, and prints the table. With
+    `merge`, rows of workloads not measured now are kept from the report already in `out_dir`."""
     from jaxrl.bench import configs_folder
 
     config_dir = config_dir or configs_folder()
     names = only or (TINY if budget.name == "tiny" else [w.name for w in WORKLOADS])
     workloads = [w for w in WORKLOADS if w.name in names]
-    rows: list[tuple[Workload, dict[str, Any]]] = []
+    kept = [r for r in (earlier_runs(out_dir, machine, budget) if merge else []) if r["workload"] not in names]
     raw: list[dict[str, Any]] = []
     skipped = {w.name: why for w in workloads if (why := common.missing_extra(w.extra))}
-    written: list[Path] = []
+
+    def report() -> tuple[str, list[Path]]:
+        rows = rows_of(kept + raw)
+        markdown = render(machine, budget, rows, skipped, remeasured=[w.name for w in workloads] if kept else [])
+        payload = {"machine": machine, "budget": budget._asdict(), "runs": kept + raw,
+                   "rows": [row for _, row in rows]}
+        return markdown, common.write_report(out_dir, "throughput", markdown, payload, [plot(rows, machine)])
+
     for workload in (w for w in workloads if w.name not in skipped):
         for seeds in sizes_for(workload, budget.name, machine["platform"]):
             steps = steps_per_seed(workload, seeds, budget.name, machine["platform"])
-            runs = []
             for repeat in range(budget.repeats):
                 common.progress(f"{workload.name}: {seeds} seeds x {steps:,} steps ({repeat + 1}/{budget.repeats})")
-                runs.append(measure(workload, config_dir, seeds, steps, timeout) | {"repeat": repeat})
-                common.progress("  " + brief(runs[-1]))
-            raw += runs
-            rows.append((workload, common.median_of(runs)))
-            markdown = render(machine, budget, rows, skipped)
-            written = common.write_report(out_dir, "throughput", markdown,
-                                          {"machine": machine, "budget": budget._asdict(), "runs": raw,
-                                           "rows": [row for _, row in rows]}, [plot(rows, machine)])
-    if not rows:
-        markdown = render(machine, budget, rows, skipped)
-        written = common.write_report(out_dir, "throughput", markdown, {"machine": machine, "runs": []})
+                raw.append(measure(workload, config_dir, seeds, steps, timeout) | {"repeat": repeat})
+                common.progress("  " + brief(raw[-1]))
+            report()
+    markdown, written = report()
     print(markdown)
     return written
 

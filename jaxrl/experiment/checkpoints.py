@@ -31,6 +31,29 @@ def host_target(leaf: Any) -> Any:
     return leaf
 
 
+def _is_empty(leaf: Any) -> bool:
+    """A zero-size array (brax's mjx states carry some), which orbax refuses to save."""
+    return hasattr(leaf, "shape") and 0 in tuple(leaf.shape)
+
+
+def without_empty(tree: Any) -> Any:
+    """The tree with zero-size leaves left out (they hold no data; restore rebuilds them)."""
+    return jax.tree.map(lambda leaf: None if _is_empty(leaf) else leaf, tree)
+
+
+def with_empty(restored: Any, abstract: Any) -> Any:
+    """`restored` (saved without its zero-size leaves) with those leaves rebuilt from the
+    abstract state's shapes, dtypes and shardings."""
+    def fill(target: Any, value: Any) -> Any:
+        if not _is_empty(target):
+            return value
+        sharding = getattr(target, "sharding", None)
+        return np.zeros(target.shape, target.dtype) if sharding is None else \
+            jax.numpy.zeros(target.shape, target.dtype, device=sharding)
+
+    return jax.tree.map(fill, abstract, restored)
+
+
 class CheckpointError(JaxrlError):
     """No usable checkpoint where one was needed."""
 
@@ -61,7 +84,7 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, progress: dict, score: float) -> None:
         self.manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), progress=ocp.args.JsonSave(progress)),
+            state=ocp.args.StandardSave(without_empty(state)), progress=ocp.args.JsonSave(progress)),
             metrics={"score": float(score)}, force=True)
         self.manager.wait_until_finished()
 
@@ -72,9 +95,9 @@ class Checkpointer:
         """Restores checkpoint `step` into the shapes (and shardings) of `abstract_state`;
         leaves without a sharding come back as host numpy arrays."""
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(jax.tree.map(host_target, abstract_state)),
+            state=ocp.args.StandardRestore(without_empty(jax.tree.map(host_target, abstract_state))),
             progress=ocp.args.JsonRestore()))
-        return Restored(step, restored["state"], dict(restored["progress"]))
+        return Restored(step, with_empty(restored["state"], abstract_state), dict(restored["progress"]))
 
     def restore_latest(self, abstract_state: Any) -> Restored:
         """The newest checkpoint that restores. A corrupt one is skipped with a warning and,
