@@ -112,8 +112,10 @@ def machine_info(devices: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def header(title: str, machine: dict[str, Any], budget: Budget, notes: Iterable[str] = ()) -> list[str]:
-    """The Markdown lines every report starts with: what was measured, where, when, with what."""
+def header(title: str, machine: dict[str, Any], budget: Budget, notes: Iterable[str] = (),
+           timed: bool = True) -> list[str]:
+    """The Markdown lines every report starts with: what was measured, where, when, with what
+    (`timed`: the rows are timings, repeated and reported as medians)."""
     accelerator = ("" if machine["platform"] == "cpu"
                    else f"; {machine['device_count']} × {machine['device_kind']}")
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v != "not installed")
@@ -122,7 +124,8 @@ def header(title: str, machine: dict[str, Any], budget: Budget, notes: Iterable[
             f"(`{machine['kind']}`)",
             f"- date: {machine['date']}",
             f"- versions: {versions}; Python {machine['python']}",
-            f"- budget: `{budget.name}`, {budget.repeats} fresh process(es) per row, timings are medians",
+            f"- budget: `{budget.name}`" + (f", {budget.repeats} fresh process(es) per row, timings are medians"
+                                            if timed else ", one fresh process per row"),
             *[f"- {note}" for note in notes], ""]
 
 

@@ -173,17 +173,19 @@ def plot(rows: list[tuple[Workload, dict[str, Any]]], machine: dict[str, Any]):
         if not series:
             return None
         plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for label, points in series.items():
+        fig, ax = plt.subplots(figsize=(10.5, 5.5))
+        colours, markers = plt.get_cmap("tab20").colors, "os^vD<>ph*Xd"
+        for index, (label, points) in enumerate(series.items()):
             points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker=markers[index % len(markers)],
+                    color=colours[(2 * index) % 20 + (index // 10) % 2], label=label)
         sizes = sorted({seeds for points in series.values() for seeds, _ in points})
         ax.set(xscale="log", yscale="log", xlabel="population size (seeds)", ylabel="steady env steps / s (all seeds)",
                title=f"jaxrl throughput on {machine['kind']}")
         ax.set_xticks(sizes, [str(size) for size in sizes])
         ax.minorticks_off()
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         path = out_dir / "throughput_sps.png"
         fig.savefig(path, dpi=110)
