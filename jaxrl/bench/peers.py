@@ -584,7 +584,7 @@ def plot(ratios: list[dict[str, Any]], machine: dict[str, Any]):
     """A figure writer: jaxrl/peer SPS ratios per pair as bars (log scale), repeat range as error bars."""
 
     def write(out_dir: Path) -> Path | None:
-        from jaxrl.analysis.plots import _pyplot
+        from jaxrl.analysis.plots import _pyplot, _save
 
         shown = [r for r in ratios if r["summary"] is not None and r["mode"] == "same size"]
         if not shown:
@@ -611,11 +611,7 @@ def plot(ratios: list[dict[str, Any]], machine: dict[str, Any]):
         ax.set(yscale="log", ylabel="jaxrl SPS / peer SPS (median, repeat range)",
                title=f"jaxrl vs peers on {machine['kind']} (above 1: jaxrl faster)")
         ax.grid(True, axis="y", which="both", alpha=0.3)
-        fig.tight_layout()
-        path = out_dir / "peers_ratios.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return _save(fig, out_dir / "peers_ratios.png")
 
     return write
 

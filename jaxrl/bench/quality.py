@@ -206,7 +206,7 @@ def plot(rows: list[tuple[QualityRow, dict[str, Any]]]):
     """A figure writer: measured IQM with its CI as a fraction of the reference, one bar per row."""
 
     def write(out_dir: Path) -> Path | None:
-        from jaxrl.analysis.plots import _pyplot
+        from jaxrl.analysis.plots import _pyplot, _save
 
         shown = [(row, result["final_eval"]) for row, result in rows
                  if result.get("status") == "ok" and row.reference is not None and row.reference.value > 0]
@@ -222,11 +222,7 @@ def plot(rows: list[tuple[QualityRow, dict[str, Any]]]):
         ax.barh(labels, ratios, xerr=[low, high], color=colours, capsize=3)
         ax.axvline(1.0, color="black", linewidth=1)
         ax.set(xlabel="greedy-eval IQM / reference (95% CI)", title="Learning quality against references")
-        fig.tight_layout()
-        path = out_dir / "quality.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return _save(fig, out_dir / "quality.png")
 
     return write
 

@@ -163,7 +163,7 @@ def plot(rows: list[tuple[Workload, dict[str, Any]]], machine: dict[str, Any]):
     """A figure writer: steady SPS against population size, one line per workload (log-log)."""
 
     def write(out_dir: Path) -> Path | None:
-        from jaxrl.analysis.plots import _pyplot
+        from jaxrl.analysis.plots import _pyplot, _save
 
         series: dict[str, list[tuple[int, float]]] = {}
         for workload, row in rows:
@@ -186,11 +186,7 @@ def plot(rows: list[tuple[Workload, dict[str, Any]]], machine: dict[str, Any]):
         ax.minorticks_off()
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
-        path = out_dir / "throughput_sps.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return path
+        return _save(fig, out_dir / "throughput_sps.png")
 
     return write
 
