@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from jaxrl.bench import common as bench_common
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 JAXRL_CONFIG = REPO / "configs" / "ppo_cartpole_reference.yaml"
-RESULT_PREFIX = "BENCH_RESULT "
+RESULT_PREFIX = bench_common.RESULT_PREFIX
 SYSTEMS = ("jaxrl", "reference")
 SYSTEM_LABELS = {"jaxrl": "jaxrl (population.run)", "reference": "reference (PureJaxRL-style)"}
 OUTPUT_NAME = "ppo_cartpole_throughput"
@@ -182,22 +181,7 @@ def measure_in_subprocess(system: str, num_seeds: int, steps: int, timeout: floa
     command = [sys.executable, str(Path(script).resolve()), "--worker", system,
                "--worker-seeds", str(num_seeds), "--worker-steps", str(steps), *extra_args]
     record: dict[str, Any] = {"system": system, "seeds": num_seeds, "requested_steps_per_seed": steps}
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(command, env=worker_env(system), cwd=REPO, capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        record.update(status="timeout", error=f"no result within {timeout:.0f} s")
-        return record
-    finally:
-        record["subprocess_seconds"] = time.perf_counter() - start
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        record.update(status="error", error=f"exit {done.returncode}: " + " | ".join(tail))
-        return record
-    record.update(json.loads(lines[-1][len(RESULT_PREFIX):]), status="ok")
-    return record
+    return bench_common.run_in_process(command, worker_env(system), timeout, record, cwd=REPO)
 
 
 def combine_repeats(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -322,7 +306,7 @@ def _brief(record: dict[str, Any]) -> str:
         return f"{record.get('status')}: {record.get('error')}"
     return (f"compile {record['compile_seconds']:.1f} s, {record['steady_sps']:,.0f} SPS, "
             f"RSS {record['peak_rss_mib']:,.0f} MiB, {record['return_kind']} "
-            f"{record['final_return']['mean']:.1f} (took {record['subprocess_seconds']:.0f} s)")
+            f"{record['final_return']['mean']:.1f} (took {record['process_seconds']:.0f} s)")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -155,21 +154,8 @@ def run_worker_process(worker_args: Sequence[str], env: dict[str, str], timeout:
     """Runs `this file --worker ...` in a fresh process; `record` gains its result or an error."""
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", *worker_args]
     record["load_average_before"] = os.getloadavg()[0]
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        record.update(status="timeout", error=f"no result within {timeout:.0f} s")
-        return record
-    finally:
-        record["subprocess_seconds"] = time.perf_counter() - start
-        record["load_average_after"] = os.getloadavg()[0]
-    lines = [line for line in done.stdout.splitlines() if line.startswith(common.RESULT_PREFIX)]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        record.update(status="error", error=f"exit {done.returncode}: " + " | ".join(tail))
-        return record
-    record.update(json.loads(lines[-1][len(common.RESULT_PREFIX):]), status="ok")
+    record = bench_common.run_in_process(command, env, timeout, record, cwd=REPO)
+    record["load_average_after"] = os.getloadavg()[0]
     return record
 
 
@@ -209,7 +195,7 @@ def _brief(record: dict[str, Any]) -> str:
     hits = f", cache hits {record['cache_hits']} / misses {record['cache_misses']}" if record["cache"] != "off" else ""
     return (f"{record['devices_used']} device(s), compile {record['compile_seconds']:.1f} s, "
             f"{record['steady_sps']:,.0f} SPS, RSS {record['peak_rss_mib']:,.0f} MiB{hits} "
-            f"(took {record['subprocess_seconds']:.0f} s, load {record['load_average_before']:.1f})")
+            f"(took {record['process_seconds']:.0f} s, load {record['load_average_before']:.1f})")
 
 
 def _repeat(part: str, label: str, args: argparse.Namespace, **kwargs: Any) -> list[dict[str, Any]]:
