@@ -47,12 +47,12 @@ class HostPopulation(Population):
                  observation_space: Any, envs_per_member: int, seed: int = 0, eval_episodes: int = 0,
                  eval_max_steps: int = 1000, deterministic: bool = True,
                  devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None,
-                 data_parallel: bool = False):
+                 data_parallel: bool = False, programs: dict | None = None):
         if algo.host is None:
             raise ConfigError(f"{algo.name} cannot train on host envs (it has no host hooks)")
         self.deterministic = deterministic  # read by `_build`, which the base class calls
         super().__init__(algo, num_members, devices=devices, pad=False, seed_index=seed_index,
-                         data_parallel=data_parallel)  # no padding: it would step envs for no one
+                         data_parallel=data_parallel, programs=programs)  # no padding: it would step envs for no one
         self.open_env, self.seed = open_env, seed
         self.observation_space = observation_space
         self.envs_per_member, self.eval_episodes = envs_per_member, eval_episodes

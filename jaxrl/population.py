@@ -150,12 +150,17 @@ class Population:
     (each still vmapped and sharded), their states kept in host memory between calls: how a
     population larger than device memory trains. Member results do not depend on either.
     `data_parallel=True` (or `use_data_parallel()`) makes the members one learner.
+    `programs`, a dict shared between populations that build the very same programs (a
+    sweep's batches of one static setting: only their hyperparameter values and keys, which
+    are inputs, differ), lets a later population reuse the compiled programs of an earlier one
+    instead of tracing and compiling them again; the caller vouches for the sameness.
     """
 
     def __init__(self, algo: Algorithm, num_members: int, *, devices: Sequence[Any] | None = None,
                  evaluator: Callable[[Any, chex.PRNGKey], chex.Array] | None = None,
                  pad: bool = True, max_members_per_call: int | None = None,
-                 seed_index: np.ndarray | None = None, data_parallel: bool = False):
+                 seed_index: np.ndarray | None = None, data_parallel: bool = False,
+                 programs: dict | None = None):
         self.algo, self.num_members = algo, num_members
         self.seed_index = np.arange(num_members) if seed_index is None else np.asarray(seed_index)
         devices = list(devices if devices is not None else jax.devices())
@@ -176,6 +181,7 @@ class Population:
         self.compile_seconds = 0.0
         self.data_parallel = False
         self._compiled: dict[str, Any] = {}
+        self._programs = programs
         self._build()
         if data_parallel:
             self.use_data_parallel()
@@ -242,10 +248,18 @@ class Population:
         return self.calls > 1
 
     def _compiled_fn(self, name: str, fn: Any, *args: Any) -> Any:
+        """`fn` compiled for `args` once: by this population, or by an earlier one that
+        shares `programs` and ran the same shapes."""
         if name not in self._compiled:
+            shared_key = (name, self.num_members, self.members_per_call, self.calls, self.data_parallel)
+            if self._programs is not None and shared_key in self._programs:
+                self._compiled[name] = self._programs[shared_key]
+                return self._compiled[name]
             start = time.perf_counter()
             self._compiled[name] = fn.lower(*args).compile()
             self.compile_seconds += time.perf_counter() - start
+            if self._programs is not None:
+                self._programs[shared_key] = self._compiled[name]
         return self._compiled[name]
 
     def _one_call(self, tree: Any) -> Any:

@@ -228,3 +228,29 @@ def test_choices_optuna_cannot_store_are_offered_by_position():
     assert config_values(space, {"algo.network.hidden_sizes": 1, "algo.num_epochs": 4}) == {
         "algo.network.hidden_sizes": [128], "algo.num_epochs": 4}
     config_with({"space": {"algo.network.hidden_sizes": {"type": "categorical", "choices": [[64, 64], [128]]}}})
+
+
+def test_a_later_batch_reuses_the_compiled_programs_with_the_same_results(tmp_path):
+    """A sweep's batches of one static setting share compiled programs (`programs=`); a run
+    through a reused program equals the same run compiled from scratch."""
+    from jaxrl.experiment.train import train
+
+    def batch(*lrs: float) -> config_lib.Config:
+        settings = [{"name": f"trial-{i}", "algo.lr": lr} for i, lr in enumerate(lrs)]
+        return config_lib.from_dict({**BASE, "total_env_steps": 4096, "sweep": {"settings": settings}})
+
+    programs: dict = {}
+    first = train(batch(1e-3, 3e-3), tmp_path / "first", progress=False, programs=programs)
+    assert first["compile_seconds"] > 0 and {key[0] for key in programs} >= {"chunk", "evaluate"}
+    reused = train(batch(5e-3, 2e-4), tmp_path / "reused", progress=False, programs=programs)
+    fresh = train(batch(5e-3, 2e-4), tmp_path / "fresh", progress=False)
+    assert reused["compile_seconds"] == 0.0 < fresh["compile_seconds"]
+    assert reused["final_eval"]["per_seed"] == fresh["final_eval"]["per_seed"]
+    assert reused["final_eval"]["per_seed"] != first["final_eval"]["per_seed"]  # its own lrs trained
+    import csv
+
+    def learning_metrics(name: str) -> list[dict]:  # every logged figure but the wall-clock speed
+        rows = csv.DictReader((tmp_path / name / "metrics.csv").open())
+        return [{k: v for k, v in row.items() if k != "sps"} for row in rows]
+
+    assert learning_metrics("reused") == learning_metrics("fresh")

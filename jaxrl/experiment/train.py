@@ -92,15 +92,16 @@ def build(config: Config) -> Built:
 
 
 def make_population(config: Config, built: Built, devices: Sequence[Any] | None = None,
-                    max_members_per_call: int | None = None) -> population.Population:
+                    max_members_per_call: int | None = None,
+                    programs: dict | None = None) -> population.Population:
     """The population driver for `built` (every setting x seed of the config's sweep):
-    compiled env steps, or host envs in workers."""
+    compiled env steps, or host envs in workers. `programs`: see `population.Population`."""
     lay = sweep_lib.layout(config)
     data_parallel = config.combine.strategy == "data_parallel"
     if built.host is None:
         return population.Population(built.algo, lay.members, devices=devices, evaluator=built.evaluator,
                                      max_members_per_call=max_members_per_call, seed_index=lay.seed_index,
-                                     data_parallel=data_parallel)
+                                     data_parallel=data_parallel, programs=programs)
     from jaxrl.host_loop import HostPopulation
 
     spec = built.host
@@ -114,7 +115,8 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
         envs_per_member=config.env.num_envs * getattr(config.algo, "group_size", 1),
         seed=config.seed, eval_episodes=config.eval.episodes,
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
-        deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel)
+        deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel,
+        programs=programs)
 
 
 def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPlan,
@@ -162,7 +164,8 @@ class _Progress:
 
 
 def fit_to_memory(config: Config, built: Built, pop: population.Population, hparams: Any,
-                  devices: Sequence[Any] | None, memory_limit: int | None) -> population.Population:
+                  devices: Sequence[Any] | None, memory_limit: int | None,
+                  programs: dict | None = None) -> population.Population:
     """Checks the compiled program's own memory needs (rollouts and temporaries included)
     against the devices' memory before anything runs; when a call is too big, the population
     is rebuilt as sub-populations that fit (one more compile)."""
@@ -180,7 +183,7 @@ def fit_to_memory(config: Config, built: Built, pop: population.Population, hpar
               f"{needed / 2**20:.1f} MiB per device (rollouts included), more than the "
               f"{device_bytes / 2**20:.1f} MiB free; running sub-populations of at most {per_call} members "
               f"one after another (--max-population-chunk overrides)", file=sys.stderr)
-    return make_population(config, built, devices, per_call)
+    return make_population(config, built, devices, per_call, programs)
 
 
 def _metric_rows(report: population.ChunkReport, lay: sweep_lib.Layout, sps: float) -> list[dict[str, Any]]:
@@ -237,7 +240,8 @@ def _setting_summaries(settings: list[tuple[sweep_lib.Setting, np.ndarray]]) -> 
 def train(config: Config, run_dir: str | Path, *, progress: bool = True,
           devices: Sequence[Any] | None = None, resume: bool = False,
           max_members_per_call: int | None = None, memory_limit: int | None = None,
-          on_report: Callable[[population.ChunkReport], bool] | None = None) -> dict[str, Any]:
+          on_report: Callable[[population.ChunkReport], bool] | None = None,
+          programs: dict | None = None) -> dict[str, Any]:
     """Trains `config.seeds` members of every setting of the config's sweep, writes the run
     folder and returns the summary.
 
@@ -251,7 +255,8 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     members of one compiled call (default: as many as fit in memory, or `memory_limit` bytes).
     `on_report(report)` sees every chunk's report (after it is logged and checkpointed) and
     may end the run there by returning True (`jaxrl sweep` when a pruner stopped every trial);
-    such a run's summary has `stopped_at_env_steps` and no final evaluation.
+    such a run's summary has `stopped_at_env_steps` and no final evaluation. `programs`
+    shares compiled programs with earlier runs of the same program (see `population.Population`).
     """
     if sweep_lib.split(config.sweep)[1]:
         return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
@@ -373,10 +378,10 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     cache_stats = CompileCacheStats()
     hparams = (sweep_lib.stacked_hparams(config, lay) if lay.swept
                else population.broadcast_hparams(algo.default_hparams, members))
-    pop = make_population(config, built, devices, per_call)
+    pop = make_population(config, built, devices, per_call, programs)
     try:
         if built.host is None and max_members_per_call is None:
-            pop = fit_to_memory(config, built, pop, hparams, devices, memory_limit)
+            pop = fit_to_memory(config, built, pop, hparams, devices, memory_limit, programs)
         between_chunks = population_ops.make_between_chunks(
             config, pop, algo.num_updates, built.updates_per_chunk, algo.env_steps_per_update)
         result = population.run(

@@ -188,6 +188,7 @@ class SweepState(NamedTuple):
     space: list[sweep_lib.SearchParam]
     static_keys: set[str]
     run_dir: Path
+    programs: dict[str, dict]  # per static setting: compiled programs its later batches reuse
 
 
 def _open(config: Config, run_dir: Path, trials: int, batch: int, storage: str | None) -> SweepState:
@@ -229,7 +230,7 @@ def _open(config: Config, run_dir: Path, trials: int, batch: int, storage: str |
         # sampler does not draw the first trials' values again (QMC keeps its own position)
         study.sampler = make_sampler(optuna, config.search.sampler, seed + asked, batch)
     return SweepState(optuna, study, config, config_lib.to_dict(config), space,
-                      {p.key for p in space} - vmappable, run_dir)
+                      {p.key for p in space} - vmappable, run_dir, {})
 
 
 def _without_search(config: Config) -> dict:
@@ -286,7 +287,8 @@ def _run_batch(state: SweepState, folder: Path, progress: bool, train_kwargs: di
 
         path = folder / program.folder
         resume = prepare_program_folder(path)
-        summary = train(config, path, progress=progress, resume=resume, on_report=on_report, **train_kwargs)
+        summary = train(config, path, progress=progress, resume=resume, on_report=on_report,
+                        programs=state.programs.setdefault(program.folder, {}), **train_kwargs)
         if "final_eval" not in summary:  # every trial pruned: the program stopped early
             continue
         rows = {row["setting"]: row for row in summary.get("settings", [])}
