@@ -6,7 +6,9 @@ repeat and summarised by their median.
 - JAX systems train a population in one program: jaxrl through `jaxrl.bench.worker` (exactly
   `jaxrl train`), rejax as `jax.jit(jax.vmap(algo.train))(keys)` on one XLA CPU device in a
   virtual environment of its own (rejax 0.1.3 needs gymnax's pre-1.0 API), created on first
-  use under `$JAXRL_BENCH_CACHE` (default `~/.cache/jaxrl/bench/`) and reused afterwards.
+  use under `$JAXRL_BENCH_CACHE` (default `~/.cache/jaxrl/bench/`) and reused afterwards. It
+  holds rejax, distrax and gymnax 0.0.9 and sees this environment's packages behind them, so
+  both systems run the very same jax/jaxlib/flax/optax install.
 - SB3 and sbx train one seed per process, as their users do; an N-seed population is run as
   single-seed processes `os.cpu_count()` at a time, and its SPS is the sum over one such wave.
 - Every peer's settings are derived from the jaxrl reference config, so the mapping cannot
@@ -19,6 +21,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import site
 import statistics
 import subprocess
 import sys
@@ -393,12 +396,22 @@ def ensure_rejax_venv(timeout: float = INSTALL_TIMEOUT) -> tuple[Path | None, st
         return None, f"rejax environment: {error}"
 
 
+# Run by the new environment's interpreter with this one's site-packages folders as arguments:
+# a .pth file appends them to its sys.path, after its own site-packages, so the pinned JAX stack
+# is this very install (pip sees it satisfied and installs only rejax, distrax and the older
+# gymnax, which shadow ours) -- seconds instead of minutes of downloading jaxlib again.
+SEE_PARENT_PACKAGES = ("import pathlib, sys, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], "
+                       "'jaxrl-parent.pth').write_text(''.join(p + chr(10) for p in sys.argv[1:]))")
+
+
 def install_venv(folder: Path, requirements: Sequence[str], timeout: float) -> tuple[Path | None, str | None]:
-    """Creates a fresh virtual environment in `folder` and pip-installs `requirements` into it;
-    marks it complete only when both succeed. Returns its interpreter, or None and the reason."""
+    """Creates a fresh virtual environment in `folder` that sees this environment's packages
+    behind its own, and pip-installs `requirements` into it; marks it complete only when every
+    step succeeds. Returns its interpreter, or None and the reason."""
     common.progress(f"creating the rejax environment in {folder} ({' '.join(requirements)})")
     shutil.rmtree(folder, ignore_errors=True)
     steps = [[sys.executable, "-m", "venv", str(folder)],
+             [str(venv_python(folder)), "-c", SEE_PARENT_PACKAGES, *site.getsitepackages()],
              [str(venv_python(folder)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
               *requirements]]
     start = time.perf_counter()
@@ -530,7 +543,7 @@ def notes(budget: str, cores: int, versions: dict[str, str], workloads: Sequence
         "jaxrl: `jaxrl.bench.worker` (exactly `jaxrl train`, one XLA device per core, Eigen threads off); steady "
         "SPS leaves out compile, the first of four chunks and evaluation (for DQN that chunk holds the cheap "
         "steps before learning starts, which the peers' SPS include: in their favour)",
-        f"rejax: its own virtual environment (gymnax {REJAX_GYMNAX}), `jax.jit(jax.vmap(algo.train))` on one XLA "
+        f"rejax: its own virtual environment (gymnax {REJAX_GYMNAX}; jax, flax and optax are jaxrl's install), `jax.jit(jax.vmap(algo.train))` on one XLA "
         "CPU device with JAX's default threading; compile = `lower().compile()`; SPS = seeds × steps / seconds "
         "of the compiled call (init + training, in-training evaluation switched off)",
         f"SB3 / sbx: one seed per process (torch 1 thread; sbx one XLA device, Eigen threads off); a population "
