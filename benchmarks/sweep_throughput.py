@@ -13,7 +13,7 @@ Each mode starts from an empty compilation cache of its own (a first sweep on a 
 is timed from process start to exit, so imports, compiles, evaluation, checkpoints and plots
 all count. Results go to `<out>/sweep_throughput.md` and `.json`.
 
-    python benchmarks/sweep_throughput.py --out benchmarks/results/cpu-2core     # ~15 min on 2 cores
+    python benchmarks/sweep_throughput.py --repeats 2 --out benchmarks/results/cpu-2core   # ~25 min on 2 cores
     python benchmarks/sweep_throughput.py --trials 4 --batch 2 --steps 4096 --out /tmp/s   # smoke
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,9 +104,32 @@ def _trial_values(run_dir: Path) -> list[str]:
         return [json.dumps({k: float(row[k]) for k in SPACE}) for row in csv.DictReader(handle)]
 
 
+MODES = ("batched", "one_by_one", "processes")
+
+
+def summarise(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and range of each mode's seconds and of its ratio to the batched sweep, the
+    ratios paired within a repeat (the modes of one repeat ran back to back)."""
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+    return {"seconds": {m: spread([r["seconds"][m] for r in repeats]) for m in MODES},
+            "ratio": {m: spread([r["seconds"][m] / r["seconds"]["batched"] for r in repeats]) for m in MODES}}
+
+
 def render(machine: dict[str, Any], args: argparse.Namespace, result: dict[str, Any]) -> str:
-    s = result["seconds"]
+    s, ratio = result["summary"]["seconds"], result["summary"]["ratio"]
     members = args.batch * args.seeds
+
+    def cell(figure: dict[str, float], unit: str, digits: int) -> str:
+        text = f"{figure['median']:.{digits}f}{unit}"
+        return text if len(result["repeats"]) == 1 else text + f" [{figure['min']:.{digits}f}–{figure['max']:.{digits}f}]"
+
+    what = {"batched": f"`jaxrl sweep --trials {args.trials} --batch {args.batch}`: {args.trials // args.batch} "
+                       f"populations of {members} members",
+            "one_by_one": f"`jaxrl sweep --trials {args.trials} --batch 1`: {args.trials} runs of {args.seeds} "
+                          f"members in one process",
+            "processes": f"{args.trials} x `jaxrl train trial.yaml`, one process per trial"}
     lines = [
         "# Sweep wall time: trials batched into populations vs one at a time",
         "",
@@ -115,24 +139,22 @@ def render(machine: dict[str, Any], args: argparse.Namespace, result: dict[str, 
         f"Workload: PPO CartPole-v1 (configs/ppo_cartpole.yaml network and rollout), {args.trials} trials "
         f"of a seeded random search over lr, gae_lambda, clip_eps, ent_coef; {args.seeds} seeds per "
         f"trial, {args.steps:,} env steps per seed, final greedy evaluation of 10 episodes. Every mode "
-        f"trains the same trials (same values: {result['same_trials']}) and starts with an empty "
-        f"compilation cache; times are from process start to exit.",
+        f"trains the same trials (same values: {all(r['same_trials'] for r in result['repeats'])}) and "
+        f"starts with an empty compilation cache; times are from process start to exit. "
+        f"{len(result['repeats'])} repeat(s), the three modes back to back in each; medians [min–max], "
+        f"ratios paired within a repeat.",
         "",
         "| mode | what runs | wall (s) | batched is faster by |",
         "|---|---|---:|---:|",
-        f"| batched | `jaxrl sweep --trials {args.trials} --batch {args.batch}`: {args.trials // args.batch} "
-        f"populations of {members} members | {s['batched']:.1f} | 1.0x |",
-        f"| one by one | `jaxrl sweep --trials {args.trials} --batch 1`: {args.trials} runs of {args.seeds} "
-        f"members in one process | {s['one_by_one']:.1f} | {s['one_by_one'] / s['batched']:.1f}x |",
-        f"| processes | {args.trials} x `jaxrl train trial.yaml`, one process per trial | "
-        f"{s['processes']:.1f} | {s['processes'] / s['batched']:.1f}x |",
+        *(f"| {mode.replace('_', ' ')} | {what[mode]} | {cell(s[mode], '', 1)} | {cell(ratio[mode], 'x', 1)} |"
+          for mode in MODES),
         "",
-        "Best trial found: " + "; ".join(f"{mode}: trial {b['trial']} ({b['value']:.1f})"
-                                         for mode, b in result["best"].items()),
+        "Best trial found (first repeat): " + "; ".join(f"{mode}: trial {b['trial']} ({b['value']:.1f})"
+                                                        for mode, b in result["repeats"][0]["best"].items()),
         "",
         f"Target (issue #8): batched >= {TARGET:g}x faster than the same trials run one at a time. Measured "
-        + "; ".join(f"against {name}: {s[mode] / s['batched']:.1f}x, "
-                    + ("met" if s[mode] / s["batched"] >= TARGET else "not met")
+        + "; ".join(f"against {name}: {ratio[mode]['median']:.1f}x, "
+                    + ("met" if ratio[mode]["median"] >= TARGET else "not met")
                     for mode, name in (("processes", "one process per trial (a training script per Optuna trial)"),
                                        ("one_by_one", "one at a time in one process"))) + ".",
         "",
@@ -153,6 +175,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=2, help="seeds per trial")
     parser.add_argument("--steps", type=int, default=50_000, help="env steps per seed")
+    parser.add_argument("--repeats", type=int, default=1, help="times to run all three modes")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "cpu-2core")
     return parser.parse_args(argv)
 
@@ -160,8 +183,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     machine = machine_info()
-    with tempfile.TemporaryDirectory(prefix="jaxrl-sweep-bench-") as tmp:
-        result = run(args, Path(tmp))
+    repeats = []
+    for repeat in range(args.repeats):
+        print(f"repeat {repeat + 1} of {args.repeats}", flush=True)
+        with tempfile.TemporaryDirectory(prefix="jaxrl-sweep-bench-") as tmp:
+            repeats.append(run(args, Path(tmp)))
+    result = {"summary": summarise(repeats), "repeats": repeats}
     args.out.mkdir(parents=True, exist_ok=True)
     text = render(machine, args, result)
     (args.out / "sweep_throughput.md").write_text(text)
