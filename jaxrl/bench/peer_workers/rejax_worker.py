@@ -13,12 +13,11 @@ It prints one line: the spec's result prefix followed by the result as JSON.
 
 from __future__ import annotations
 
-import json
 import resource
-import sys
 import time
-from importlib import metadata
 from typing import Any, Callable
+
+from worker_protocol import serve, version  # a sibling file: the workers run by path
 
 VERSIONED = ("rejax", "gymnax", "distrax", "jax", "jaxlib", "flax", "optax")
 
@@ -93,13 +92,6 @@ def greedy_returns(algo: Any, algo_name: str, states: Any, keys: Any, episodes: 
     return jax.jit(jax.vmap(one_seed))(states, keys)
 
 
-def version(distribution: str) -> str:
-    """An installed distribution's version, or 'not installed'."""
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Compiles, trains and evaluates one population; returns what was measured."""
@@ -129,12 +121,5 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    """Entry point: the spec is the first argument; the result is the last line printed."""
-    spec = json.loads(sys.argv[1])
-    result = measure(spec)
-    print(spec["result_prefix"] + json.dumps(result), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    serve(measure)

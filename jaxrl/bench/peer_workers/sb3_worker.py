@@ -12,14 +12,13 @@ Standalone: it never imports jaxrl.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
-import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
+
+from worker_protocol import serve, version  # a sibling file: the workers run by path
 
 LIBRARIES = {"sb3": "stable_baselines3", "sbx": "sbx"}
 DISTRIBUTIONS = {"sb3": "stable-baselines3", "sbx": "sbx-rl"}
@@ -154,20 +153,6 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def version(distribution: str) -> str:
-    """An installed distribution's version, or 'not installed'."""
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def main() -> None:
-    """Entry point: the spec is the first argument; the result is the last line printed."""
-    spec = json.loads(sys.argv[1])
-    result = measure(spec)
-    print(spec["result_prefix"] + json.dumps(result), flush=True)
-
 
 if __name__ == "__main__":
-    main()
+    serve(measure)
