@@ -1,9 +1,10 @@
 """The population driver for envs stepped on the host (gymnasium worker processes, EnvPool).
 
-The same algorithms, split around the env step (`Algorithm.host`): every env step makes one
-compiled `act` call for the whole population (P members x E envs each) and one step of a
-host vector env of P * E envs; every update ends with one compiled `learn` call on the
-collected rollout — the very functions the jittable `update` is built from. While the
+The same algorithms through the same rollout contract (`jaxrl.rollout`): every env step
+makes one compiled call of the algorithm's `policy` for the whole population (P members x E
+envs each, keys spent as `rollout.step_keys` spends them) and one step of a host vector env
+of P * E envs; every update ends with one compiled `learn` call on the collected `Steps` —
+the very functions the jittable `update` is built from. While the
 workers step, the host files the previous decision away (step_async / step_wait), so that
 bookkeeping overlaps env stepping. `HostPopulation` keeps `Population`'s interface, so
 `population.run` drives it chunk by chunk with the same reports, evaluation, checkpoints
@@ -22,10 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from jaxrl.algos.base import Algorithm, HostSteps
+from jaxrl.algos.base import Algorithm
 from jaxrl.envs.host.common import HostVecEnv
 from jaxrl.errors import ConfigError
 from jaxrl.population import AXIS, MEMBER_AXIS, Population, _reduce_chunk
+from jaxrl.rollout import Steps, reset_key, step_keys
 
 TRAIN_STREAM, RESUME_STREAM, GROUP_STREAM = 0, 1, 2
 
@@ -48,8 +50,6 @@ class HostPopulation(Population):
                  eval_max_steps: int = 1000, deterministic: bool = True,
                  devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None,
                  data_parallel: bool = False, programs: dict | None = None):
-        if algo.host is None:
-            raise ConfigError(f"{algo.name} cannot train on host envs (it has no host hooks)")
         self.deterministic = deterministic  # read by `_build`, which the base class calls
         super().__init__(algo, num_members, devices=devices, pad=False, seed_index=seed_index,
                          data_parallel=data_parallel, programs=programs)  # no padding: it would step envs for no one
@@ -64,18 +64,23 @@ class HostPopulation(Population):
         self._env_seconds = 0.0
 
     def _build(self) -> None:
-        """The host hooks of `self.algo` (data-parallel: its gradient-syncing rebuild)."""
+        """The compiled pieces of `self.algo` (data-parallel: its gradient-syncing rebuild)."""
         super()._build()
         algo, deterministic = self.algo, self.deterministic
-        self.hooks = algo.host
+
+        def act(state, obs, hp):  # one env step's decision; the key goes back, not the state,
+            key, act_key, _ = step_keys(state.key)  # so a call never copies replay buffers
+            env_action, record = algo.policy(state, obs, act_key, hp)
+            return key, env_action, record
 
         def eval_act(state, obs, key, step):
             key = jax.random.fold_in(key, step)  # a fresh key per step, inside the compiled call
             return algo.act(algo.policy_params(state), obs, key, deterministic)
 
-        self._act = self._per_member(self.hooks.act, 3)
-        self._learn = self._per_member(self.hooks.learn, 3, donate=True)
-        self._after_reset = self._per_member(self.hooks.after_env_reset, 1, donate=True)
+        self._act = self._per_member(act, 3)
+        self._spend_reset_key = self._per_member(lambda key: reset_key(key)[0], 1)
+        self._learn = self._per_member(algo.learn, 3, donate=True)
+        self._after_reset = self._per_member(algo.after_env_reset, 1, donate=True)
         self._eval_act = self._per_member(eval_act, 4)
 
     def _per_member(self, fn: Callable, num_args: int, donate: bool = False) -> Any:
@@ -96,7 +101,7 @@ class HostPopulation(Population):
 
     def _reset(self, stream: int, index: int) -> None:
         """Fresh episodes in every training env; GRPO-style groups share a seed."""
-        groups = max(self.hooks.reset_groups, 1)
+        groups = max(self.algo.spec.reset_groups, 1)
         count = self.envs_per_member // groups
         seeds = np.stack([np.repeat(env_seeds(self.seed, stream, int(m), index, count), groups)
                           for m in self.seed_index])  # a member's envs follow its seed, not its setting
@@ -112,7 +117,7 @@ class HostPopulation(Population):
     def init(self, keys: chex.Array, hparams: Any) -> Any:
         state = super().init(keys, hparams)
         self._updates = 0
-        if not self.hooks.reset_groups:
+        if not self.algo.spec.reset_groups:
             self._reset(TRAIN_STREAM, 0)
         return state
 
@@ -133,28 +138,29 @@ class HostPopulation(Population):
                               self._abstract_obs(self.eval_episodes), keys, self._steps(0))
         return self.compile_seconds
 
-    def _abstract_steps(self, obs: jax.ShapeDtypeStruct, record: Any) -> HostSteps:
+    def _abstract_steps(self, obs: jax.ShapeDtypeStruct, record: Any) -> Steps:
         time_major = lambda s: jax.ShapeDtypeStruct(  # noqa: E731  [P, E, ...] -> [P, T, E, ...]
-            s.shape[:1] + (self.hooks.rollout_steps,) + s.shape[1:], s.dtype, sharding=self.sharding)
+            s.shape[:1] + (self.algo.spec.rollout_steps,) + s.shape[1:], s.dtype, sharding=self.sharding)
         flag = jax.ShapeDtypeStruct(obs.shape[:2], jnp.bool_)
-        return HostSteps(time_major(obs), jax.tree.map(time_major, record),
-                         time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.float32)),
-                         time_major(flag), time_major(flag), time_major(obs), time_major(flag),
-                         time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.float32)),
-                         time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.int32)))
+        return Steps(time_major(obs), jax.tree.map(time_major, record),
+                     time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.float32)),
+                     time_major(flag), time_major(flag), time_major(obs), time_major(flag),
+                     time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.float32)),
+                     time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.int32)))
 
     def train_chunk(self, state: Any, hparams: Any, num_updates: int) -> tuple[Any, dict]:
         """`num_updates` updates of every member, each a host rollout then one `learn`."""
         if self._updates is None:  # continuing a restored run: its envs are gone
             self._updates = int(np.asarray(jax.device_get(state.update_step)).reshape(-1)[0])
-            if not self.hooks.reset_groups:
+            if not self.algo.spec.reset_groups:
                 self._reset(RESUME_STREAM, self._updates)
                 state = self._after_reset(state)
         sums: dict[str, np.ndarray] = {}
         counts: dict[str, np.ndarray] = {}
         for _ in range(num_updates):
-            if self.hooks.reset_groups:
+            if self.algo.spec.reset_groups:  # fresh grouped resets, a reset key spent as on device
                 self._reset(GROUP_STREAM, self._updates)
+                state = state._replace(key=self._spend_reset_key(state.key))
             state, metrics = self._one_update(state, hparams)
             for name, value in jax.device_get(metrics).items():
                 value = np.asarray(value, np.float64)
@@ -167,7 +173,7 @@ class HostPopulation(Population):
     def _one_update(self, state: Any, hparams: Any) -> tuple[Any, dict]:
         act, learn = self._compiled["act"], self._compiled["learn"]
         obs_seq, records, results = [], [], []
-        for _ in range(self.hooks.rollout_steps):
+        for _ in range(self.algo.spec.rollout_steps):
             obs = self._obs
             key, env_action, record = act(state, self.place(obs), hparams)
             state = state._replace(key=key)
@@ -184,9 +190,9 @@ class HostPopulation(Population):
             self._obs = self._by_member(result.obs)
         along_time = lambda *xs: np.stack(xs, axis=1)  # noqa: E731  [P, E] x T -> [P, T, E]
         field = lambda name: along_time(*(self._by_member(getattr(r, name)) for r in results))  # noqa: E731
-        steps = HostSteps(along_time(*obs_seq), jax.tree.map(lambda *x: jnp.stack(x, axis=1), *records),
-                          field("reward"), field("terminated"), field("truncated"), field("final_obs"),
-                          field("episode_done"), field("episode_return"), field("episode_length"))
+        steps = Steps(along_time(*obs_seq), jax.tree.map(lambda *x: jnp.stack(x, axis=1), *records),
+                      field("reward"), field("terminated"), field("truncated"), field("final_obs"),
+                      field("episode_done"), field("episode_return"), field("episode_length"))
         return learn(state, self.place(steps), hparams)
 
     def _steps(self, t: int) -> Any:

@@ -144,7 +144,7 @@ def test_what_data_parallel_cannot_do_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match="3 members run in 2 calls of 2 .*drop --max-population-chunk"):
         population.Population(built.algo, 3, devices=jax.devices()[:1], max_members_per_call=2, data_parallel=True)
     with pytest.raises(ConfigError, match="ppo cannot run data-parallel"):
-        population.Population(built.algo._replace(with_grad_sync=None), 3, data_parallel=True)
+        population.Population(built.algo.replace(with_grad_sync=None), 3, data_parallel=True)
 
 
 def test_host_env_populations_run_data_parallel_too():

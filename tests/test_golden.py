@@ -3,6 +3,11 @@
 `tests/data/golden_before_issue20.json` holds what `golden_runs.py` wrote at commit 70829f4 for
 small fixed-seed runs of every algorithm and policy head, on jittable and host envs: the final
 greedy evaluation and every time-free metrics.csv column, printed to 6 significant digits.
+
+Except GRPO's two rows, rewritten after the change: GRPO's jittable and host paths used to
+draw their keys in two different ways, and now both follow `jaxrl.rollout`'s one scheme. Its
+math was checked unchanged apart: the new `grpo.learn` on a rollout the old code collected
+gave the old update's parameters and metrics (to 1e-6).
 """
 
 import json

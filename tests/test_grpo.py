@@ -15,8 +15,8 @@ from jaxrl.algos import grpo
 from jaxrl.envs import make_vec
 from jaxrl.errors import ConfigError
 from jaxrl.experiment.train import build
-from jaxrl.networks import Actor
 from jaxrl.rl import group_advantages, group_normalize, reward_to_go
+from jaxrl.rollout import rollout
 
 pytestmark = pytest.mark.timeout(600)
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -107,21 +107,21 @@ def test_group_members_share_start_state_and_env_randomness():
 def test_grpo_rollouts_start_together_and_diverge_through_sampled_actions():
     env, params = make_vec("CartPole-v1", 8, group_size=4)
     config = grpo.Config(group_size=4, horizon=40)
-    spec, ndim = grpo.resolve_policy(config, env, params)
-    network = Actor(config.network, spec, ndim)
-    net_params = network.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))
-    _, env_state = env.reset(jax.random.PRNGKey(1), params)
-    rollout = jax.jit(grpo.make_rollout(network, env, params, horizon=40))
-    _, out = rollout(net_params, env_state, jax.random.PRNGKey(2))
+    algo = grpo.make(config, env, params, 8 * 40)
+    state = algo.init(jax.random.PRNGKey(1), algo.default_hparams)
+    run = jax.jit(lambda state: rollout(algo.policy, env, params, state, algo.default_hparams, 40,
+                                        resets=True))
+    _, out = run(state)
     obs = np.asarray(out.obs)  # [T, 8, 4]
     for group in (slice(0, 4), slice(4, 8)):
         assert np.all(obs[0, group] == obs[0, group][0])
     assert not np.array_equal(obs[0, 0], obs[0, 4])
     assert not np.array_equal(obs[10, 0], obs[10, 1])  # sampled actions told them apart
-    alive = np.asarray(out.alive)
+    alive, first = grpo.first_episode(out)
+    alive = np.asarray(alive)
     assert alive[0].all()
     assert np.all(alive[1:] <= alive[:-1])  # once out of the first episode, never back in
-    done = np.asarray(out.episode_done)
+    done = np.asarray(first.episode_done)
     assert np.all(done.sum(0) <= 1)
 
 

@@ -32,7 +32,7 @@ def test_grpo_groups_start_from_identically_seeded_resets():
     config = host_config("configs/grpo_cartpole.yaml", "seeds=2", "env.num_envs=2",
                          "algo.group_size=3", "algo.horizon=8", "total_env_steps=480")
     built = build(config)
-    assert built.algo.host.reset_groups == 3
+    assert built.algo.spec.reset_groups == 3
     pop = make_population(config, built)
     try:
         hparams = pop.place(population.broadcast_hparams(built.algo.default_hparams, 2))
@@ -65,7 +65,7 @@ def test_dqn_closes_its_open_n_step_windows_after_resets_it_did_not_see():
     algo = build(config).algo
     state = algo.init(jax.random.PRNGKey(0), algo.default_hparams)
     assert not np.asarray(state.recent.truncated).any()
-    cut = algo.host.after_env_reset(state)
+    cut = algo.after_env_reset(state)
     truncated = np.asarray(cut.recent.truncated)
     assert truncated[-1].all() and not truncated[:-1].any()
     np.testing.assert_array_equal(np.asarray(cut.recent.obs), np.asarray(state.recent.obs))

@@ -1,9 +1,16 @@
-"""The contract every algorithm follows, so the population driver can run any of them.
+"""The contract every algorithm follows, so one driver (jittable or host) can run any of them.
 
-An algorithm is a bundle of pure functions over a per-agent state; the driver adds the
-population axis (vmap), the device axis (sharding) and the time axis (chunks of updates).
+An algorithm is a bundle of pure functions over one agent's state plus static metadata
+(`AlgorithmSpec`). Around the env step it is split in two, once: `policy` decides one step
+for every env copy and `learn` updates from a time-major rollout (`jaxrl.rollout.Steps`).
+`jaxrl.rollout` drives them with `lax.scan` over a jittable env (`update`); `jaxrl.host_loop`
+drives the very same functions over envs stepped in worker processes. The population driver
+adds the population axis (vmap), the device axis (sharding) and the time axis (chunks).
 
-Metrics returned by `update` are a flat dict of float scalars. Keys starting with
+`Algorithm` is a `flax.struct` dataclass: its functions and spec are static, its default
+hyperparameters are leaves, so an algorithm can be closed over or passed through `jax.jit`.
+
+Metrics returned by `learn`/`update` are a flat dict of float scalars. Keys starting with
 `episode_` are *sums over the episodes that finished* during the update and `episodes`
 is their count; every other key is a per-update value that the driver averages over the
 updates where it is defined (an update may report NaN, e.g. a loss before learning starts).
@@ -11,75 +18,126 @@ updates where it is defined (an update may report NaN, e.g. a loss before learni
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Generic, NamedTuple, Protocol, TypeVar
 
 import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl.rl import linear_decay
+from jaxrl.rollout import Steps
 
 Metrics = dict[str, chex.Array]
+State = TypeVar("State")
+HParams = TypeVar("HParams")
 # Applied to one member's gradients before every optimiser step, inside the population's
 # vmap: a data-parallel population (`jaxrl.population`) averages them over all members.
 GradSync = Callable[[Any], Any]
 
 
-class HostSteps(NamedTuple):
-    """A rollout collected by the host loop, time-major [T, num_envs, ...]: what the env
-    returned plus the `record` the algorithm's `act` kept for each step."""
-
-    obs: chex.Array  # the observation each action was chosen from
-    record: Any  # per-step pytree from `HostHooks.act` (raw action, log-prob, value, ...)
-    reward: chex.Array
-    terminated: chex.Array
-    truncated: chex.Array
-    final_obs: chex.Array  # observation the step reached, before auto-reset
-    episode_done: chex.Array
-    episode_return: chex.Array
-    episode_length: chex.Array
-
-    def info(self) -> dict[str, chex.Array]:
-        """The episode statistics under the names the jittable env's `info` uses."""
-        return {"episode_done": self.episode_done, "episode_return": self.episode_return,
-                "episode_length": self.episode_length}
+class InitFn(Protocol[State, HParams]):
+    def __call__(self, key: chex.PRNGKey, hparams: HParams) -> State:
+        """One agent's initial state, its env copies reset (jittable envs)."""
 
 
-class HostHooks(NamedTuple):
-    """The algorithm split around the env step, for envs stepped outside JAX (`jaxrl.host_loop`).
+class PolicyFn(Protocol[State, HParams]):
+    def __call__(self, state: State, obs: chex.Array, key: chex.PRNGKey,
+                 hparams: HParams) -> tuple[chex.Array, Any]:
+        """One step's env actions for every env copy, and the per-step `record` learning needs."""
 
-    `act` and `learn` are the pieces the jittable `update` is made of, so both paths run the
-    same math; only who steps the env differs.
-    """
 
-    # (state, obs, hp) -> (state's next key, env_action, record); it returns the key, not
-    # the state, so a compiled call never copies the state (replay buffers can be large)
-    act: Callable[..., tuple[chex.PRNGKey, chex.Array, Any]]
-    learn: Callable[..., tuple[Any, Metrics]]  # (state, HostSteps, hp) -> (state, metrics)
+class LearnFn(Protocol[State, HParams]):
+    def __call__(self, state: State, steps: Steps, hparams: HParams) -> tuple[State, Metrics]:
+        """The state after learning from one update's rollout, and the update's metrics."""
+
+
+class UpdateFn(Protocol[State, HParams]):
+    def __call__(self, state: State, hparams: HParams) -> tuple[State, Metrics]:
+        """One whole update on a jittable env: rollout, then learn."""
+
+
+class ActFn(Protocol):
+    def __call__(self, params: Any, obs: chex.Array, key: chex.PRNGKey,
+                 deterministic: bool | chex.Array = False) -> chex.Array:
+        """Evaluation actions; `deterministic` may be a Python or a traced bool."""
+
+
+class AlgorithmSpec(NamedTuple):
+    """Static facts about a bound algorithm (hashable, never traced)."""
+
+    name: str
+    env_steps_per_update: int  # env steps one update takes, per agent
+    num_updates: int  # updates in the whole run, per agent (schedules depend on it)
     rollout_steps: int  # T: steps of every env copy per update
     # G > 1: every update starts from fresh resets, G consecutive copies sharing a seed (GRPO)
     reset_groups: int = 0
-    # (state) -> state after the envs were reset outside the algorithm's view (a resumed
-    # run): closes anything that spans steps, like DQN's open n-step windows.
-    after_env_reset: Callable[[Any], Any] = lambda state: state
+    # the state's field holding a replay buffer (None: none); memory reports count it
+    # apart and checkpoints may leave it out
+    replay_field: str | None = None
 
 
-class Algorithm(NamedTuple):
+def either(flag: bool | chex.Array, if_true: Callable[[], Any], if_false: Callable[[], Any]) -> Any:
+    """`if_true()` or `if_false()`: chosen while tracing for a Python bool, else elementwise
+    (both computed) for a traced one, e.g. a `deterministic` flag passed through `jit`."""
+    if isinstance(flag, bool):
+        return if_true() if flag else if_false()
+    return jax.tree.map(lambda a, b: jnp.where(flag, a, b), if_true(), if_false())
+
+
+def learning_rate(lr: chex.Array, update_step: chex.Array, num_updates: int, anneal: bool) -> chex.Array:
+    """`lr`, or (`anneal`) `lr` decayed linearly to 0 over the run's `num_updates`."""
+    return linear_decay(lr, update_step, num_updates) if anneal else lr
+
+
+def _same(state: Any) -> Any:
+    return state
+
+
+def _params(state: Any) -> Any:
+    return state.params
+
+
+def _env_state(state: Any) -> Any:
+    return state.env_state
+
+
+class Algorithm(struct.PyTreeNode, Generic[State, HParams]):
     """Pure functions of one agent; none of them may close over mutable host state."""
 
-    name: str
-    init: Callable[[chex.PRNGKey, Any], Any]  # (key, hparams) -> state
-    update: Callable[[Any, Any], tuple[Any, Metrics]]  # (state, hparams) -> (state, metrics)
-    act: Callable[..., chex.Array]  # (params, obs, key, deterministic) -> action
-    default_hparams: Any  # vmappable hyperparameters (a NamedTuple of floats)
-    env_steps_per_update: int  # env steps one `update` takes, per agent
-    num_updates: int  # updates in the whole run, per agent (schedules depend on it)
-    policy_params: Callable[[Any], Any] = lambda state: state.params
-    env_state: Callable[[Any], Any] = lambda state: state.env_state
+    spec: AlgorithmSpec = struct.field(pytree_node=False)
+    init: InitFn = struct.field(pytree_node=False)
+    policy: PolicyFn = struct.field(pytree_node=False)
+    learn: LearnFn = struct.field(pytree_node=False)
+    update: UpdateFn = struct.field(pytree_node=False)  # `jaxrl.rollout.make_update` of the two above
+    act: ActFn = struct.field(pytree_node=False)
+    default_hparams: Any  # vmappable hyperparameters (a NamedTuple of float32 scalars)
+    policy_params: Callable[[Any], Any] = struct.field(pytree_node=False, default=_params)
+    env_state: Callable[[Any], Any] = struct.field(pytree_node=False, default=_env_state)
     # (params, obs) -> named per-observation arrays that explain a decision (action
     # probabilities, Q-values, value), printed by `jaxrl eval --trace`.
-    explain: Callable[[Any, chex.Array], dict[str, chex.Array]] | None = None
-    # The state's field that holds a replay buffer (None: no buffer); memory reports count
-    # it apart and checkpoints may leave it out.
-    replay_field: str | None = None
-    # How to train on host envs (gymnasium workers, EnvPool); None: jittable envs only.
-    host: HostHooks | None = None
+    explain: Callable[[Any, chex.Array], dict[str, chex.Array]] | None = struct.field(
+        pytree_node=False, default=None)
+    # (state) -> state after the envs were reset outside the algorithm's view (a resumed
+    # host run): closes anything that spans steps, like DQN's open n-step windows.
+    after_env_reset: Callable[[Any], Any] = struct.field(pytree_node=False, default=_same)
     # The same algorithm rebuilt so that every gradient step passes its gradients through a
     # `GradSync` first (data-parallel populations); None: the algorithm does not offer it.
-    with_grad_sync: Callable[[GradSync], "Algorithm"] | None = None
+    with_grad_sync: Callable[[GradSync], "Algorithm"] | None = struct.field(
+        pytree_node=False, default=None)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def env_steps_per_update(self) -> int:
+        return self.spec.env_steps_per_update
+
+    @property
+    def num_updates(self) -> int:
+        return self.spec.num_updates
+
+    @property
+    def replay_field(self) -> str | None:
+        return self.spec.replay_field

@@ -8,28 +8,35 @@ and `noisy` layers (factorised Gaussian, replacing epsilon-greedy). `rainbow: tr
 six on. They meet in three places only: the network (`QNetwork`), the buffer calls and the
 target computation in `loss_fn`.
 
-Read top to bottom: config -> state -> acting -> `collect` (env steps with `lax.scan`) ->
-`store` (n-step transitions into the replay buffer) -> `learn` (gradient steps and target
-update) -> `make`, which binds them to an env into an `Algorithm`.
+Read top to bottom: config -> `Plan` (the run's static step counts) -> state -> acting
+(`policy`, one step's epsilon-greedy or noisy decision) -> `store` (n-step transitions into
+the replay buffer) -> `td_loss` -> `learn` (store, gradient steps, target update) -> `make`,
+which binds them to an env and a network into an `Algorithm`. `jaxrl.rollout` drives
+`policy` and `learn` on jittable envs, `jaxrl.host_loop` on host envs. Any flax module whose
+`apply(params, obs, rngs={"noise": key})` returns `QOutput(q_values, logits)` (logits
+[..., actions, atoms] for C51) may stand in for the default `QNetwork`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, NamedTuple
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxrl import buffers
-from jaxrl.algos.base import Algorithm, GradSync, HostHooks, HostSteps, Metrics
+from jaxrl.algos.base import Algorithm, AlgorithmSpec, GradSync, Metrics, either, learning_rate
 from jaxrl.envs import describe_space, spaces
 from jaxrl.errors import ConfigError
-from jaxrl.networks import NetworkConfig, QNetwork, check_torso
-from jaxrl.rl import categorical_projection, huber_loss, linear_decay, linear_schedule, n_step_targets
+from jaxrl.networks import NetworkConfig, QNetwork, QOutput, check_torso
+from jaxrl.rl import categorical_projection, huber_loss, linear_schedule, n_step_targets
+from jaxrl.rollout import Steps, episode_metrics, make_update
 
 LOSSES = ("huber", "mse")
 OPTIMIZERS = ("adam", "adamw")
@@ -149,7 +156,7 @@ class Config:
 
 
 class Step(NamedTuple):
-    """One env step of every copy, time-major after `collect`'s scan: [T, num_envs, ...]."""
+    """One env step of every copy, as n-step windows need it: [T, num_envs, ...]."""
 
     obs: chex.Array
     action: chex.Array
@@ -183,7 +190,40 @@ class DQNState(NamedTuple):
     update_step: chex.Array
 
 
-def _optimizer(config: Config, hp: HParams, lr: chex.Array) -> optax.GradientTransformation:
+class Plan(NamedTuple):
+    """The run's static step counts, fixed by the config, the env copies and the budget."""
+
+    num_envs: int
+    steps_per_update: int  # env steps of one update: num_envs x rollout_steps
+    num_updates: int
+    gradient_steps: int  # per update: replay_ratio x steps_per_update
+    target_every: int  # updates between target-network updates
+    learn_from: int  # transitions in the buffer before learning starts
+    total_env_steps: int
+
+
+def plan(config: Config, num_envs: int, total_env_steps: int) -> Plan:
+    """The step counts of a run, or a ConfigError naming the key to change."""
+    steps_per_update = num_envs * config.rollout_steps
+    gradient_steps = config.replay_ratio * steps_per_update
+    if abs(gradient_steps - round(gradient_steps)) > 1e-6 or round(gradient_steps) < 1:
+        raise ConfigError(
+            f"algo.replay_ratio={config.replay_ratio} x env steps per update ({num_envs} envs x "
+            f"{config.rollout_steps} rollout_steps = {steps_per_update}) = {gradient_steps:g} gradient "
+            f"steps; it must be a whole number >= 1 (e.g. replay_ratio {1 / steps_per_update:g})")
+    if config.buffer_size < steps_per_update:
+        raise ConfigError(f"algo.buffer_size={config.buffer_size} cannot hold one update's "
+                          f"{steps_per_update} transitions (env.num_envs x algo.rollout_steps)")
+    num_updates = total_env_steps // steps_per_update
+    if num_updates < 1:
+        raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's "
+                          f"{steps_per_update} env steps")
+    return Plan(num_envs, steps_per_update, num_updates, round(gradient_steps),
+                max(1, math.ceil(config.target_update_every / steps_per_update)),
+                max(config.batch_size, min(config.learning_starts, config.buffer_size)), total_env_steps)
+
+
+def optimizer(config: Config, hp: HParams, lr: chex.Array) -> optax.GradientTransformation:
     """Global-norm clipping (max_grad_norm 0: off), Adam or AMSGrad, AdamW's decoupled decay."""
     clip = jnp.where(hp.max_grad_norm > 0, hp.max_grad_norm, jnp.inf)
     scale = optax.scale_by_amsgrad if config.amsgrad else optax.scale_by_adam
@@ -206,230 +246,226 @@ def build_network(config: Config, env: Any, env_params: Any) -> QNetwork:
                     v_min=config.v_min, v_max=config.v_max)
 
 
-def _take(values: chex.Array, index: chex.Array) -> chex.Array:
+def support(config: Config) -> chex.Array:
+    """C51's atoms: num_atoms values evenly spaced over [v_min, v_max]."""
+    return jnp.linspace(config.v_min, config.v_max, config.num_atoms)
+
+
+def take(values: chex.Array, index: chex.Array) -> chex.Array:
     """values[b, index[b]] along axis 1, keeping any trailing (atom) axis."""
     index = index.astype(jnp.int32).reshape(index.shape + (1,) * (values.ndim - 1))
     return jnp.take_along_axis(values, index, axis=1)[:, 0]
 
 
-def episode_metrics(info: dict[str, chex.Array]) -> Metrics:
-    """Sums over the episodes that ended during the update, as `algos.base` asks."""
-    done = info["episode_done"].astype(jnp.float32)
-    return {"episodes": done.sum(), "episode_return": (info["episode_return"] * done).sum(),
-            "episode_length": (info["episode_length"] * done).sum()}
+# ---- acting -------------------------------------------------------------------------------
+def q_output(network: nn.Module, config: Config, params: Any, obs: chex.Array, key: chex.PRNGKey,
+             noise: bool = True) -> QOutput:
+    """The network's Q-values (and C51 logits), under fresh layer noise when noisy."""
+    if config.noisy:
+        return network.apply(params, obs, noise, rngs={"noise": key})
+    return network.apply(params, obs, rngs={"noise": key})
 
 
-def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
-         grad_sync: GradSync | None = None) -> Algorithm:
-    """Binds DQN to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent;
-    `grad_sync` transforms every gradient before the optimiser (data-parallel populations)."""
+def select_action(network: nn.Module, config: Config, params: Any, obs: chex.Array,
+                  key: chex.PRNGKey, epsilon: chex.Array, noise: bool = True) -> chex.Array:
+    """Greedy in Q (under fresh layer noise when noisy), random with probability epsilon."""
+    noise_key, explore_key, random_key = jax.random.split(key, 3)
+    q_values = q_output(network, config, params, obs, noise_key, noise).q_values
+    greedy = jnp.argmax(q_values, axis=-1)
+    explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
+    return jnp.where(explore, jax.random.randint(random_key, greedy.shape, 0, q_values.shape[-1]), greedy)
+
+
+def exploration(config: Config, run: Plan, update_step: chex.Array, hp: HParams) -> chex.Array:
+    """Epsilon: linear from eps_start to eps_end over eps_decay_fraction of the run (0: noisy)."""
+    if config.noisy:
+        return jnp.float32(0.0)
+    steps = update_step * run.steps_per_update
+    return linear_schedule(hp.eps_start, hp.eps_end, steps, hp.eps_decay_fraction * run.total_env_steps)
+
+
+def policy(network: nn.Module, config: Config, run: Plan, state: DQNState, obs: chex.Array,
+           key: chex.PRNGKey, hp: HParams) -> tuple[chex.Array, chex.Array]:
+    """One step's actions, epsilon-greedy (or noisy) in Q; the record is the action itself."""
+    action = select_action(network, config, state.params, obs, key,
+                           exploration(config, run, state.update_step, hp))
+    return action, action
+
+
+def act(network: nn.Module, config: Config, params: Any, obs: chex.Array, key: chex.PRNGKey,
+        deterministic: bool | chex.Array = False) -> chex.Array:
+    """Evaluation actions: greedy without layer noise, or with `eval_epsilon` (noise if noisy)."""
+    return either(deterministic,
+                  lambda: select_action(network, config, params, obs, key, 0.0, noise=False),
+                  lambda: select_action(network, config, params, obs, key,
+                                        0.0 if config.noisy else config.eval_epsilon))
+
+
+def explain(network: nn.Module, config: Config, params: Any, obs: chex.Array) -> dict[str, chex.Array]:
+    return {"q_values": q_output(network, config, params, obs, jax.random.key(0), noise=False).q_values}
+
+
+# ---- replay -------------------------------------------------------------------------------
+def store(config: Config, state: DQNState, steps: Step, hp: HParams) -> DQNState:
+    """Closes the n-step windows that start in the last n-1 steps or this rollout, and adds
+    them to the buffer; windows that would start before the first step are dropped."""
+    n, length, num_envs = config.n_steps, steps.reward.shape[0], steps.reward.shape[1]
+    seq = steps if n == 1 else jax.tree.map(lambda old, new: jnp.concatenate([old, new]),
+                                            state.recent, steps)
+    targets = n_step_targets(seq.reward, seq.terminated, seq.truncated, hp.gamma, n)
+    next_obs = jnp.take_along_axis(
+        seq.final_obs, targets.last.reshape(targets.last.shape + (1,) * (seq.obs.ndim - 2)), axis=0)
+    transitions = Transition(seq.obs[:length], seq.action[:length], targets.returns,
+                             targets.discounts, next_obs)
+    first_step = state.update_step * length - (n - 1)  # step index of seq[0]
+    valid = jnp.broadcast_to((first_step + jnp.arange(length) >= 0)[:, None], (length, num_envs))
+    flat = jax.tree.map(lambda x: x.reshape((length * num_envs,) + x.shape[2:]), transitions)
+    buffer = buffers.add(state.buffer, flat, valid.reshape(-1))
+    recent = jax.tree.map(lambda x: x[x.shape[0] - (n - 1):], seq) if n > 1 else None
+    return state._replace(buffer=buffer, recent=recent)
+
+
+def cut_open_windows(config: Config, state: DQNState) -> DQNState:
+    """After resets the algorithm did not see, the last stored step ends its episode
+    (as a truncation: bootstrap from its own next observation)."""
+    if config.n_steps == 1:
+        return state
+    return state._replace(recent=state.recent._replace(
+        truncated=state.recent.truncated.at[-1].set(True)))
+
+
+def sample(config: Config, buffer: buffers.ReplayState, key: chex.PRNGKey, beta: chex.Array
+           ) -> tuple[Transition, chex.Array, chex.Array]:
+    """A replayed batch, its slots and importance weights (ones when uniform)."""
+    if config.prioritized:
+        drawn = buffers.sample_prioritized(buffer, key, config.batch_size, beta)
+        return drawn.data, drawn.indices, drawn.weights
+    batch, indices = buffers.sample_uniform(buffer, key, config.batch_size)
+    return batch, indices, jnp.ones(config.batch_size)
+
+
+# ---- learning -----------------------------------------------------------------------------
+def td_loss(network: nn.Module, config: Config, params: Any, target_params: Any, batch: Transition,
+            weights: chex.Array, key: chex.PRNGKey) -> tuple[chex.Array, tuple[chex.Array, Metrics]]:
+    """Importance-weighted TD loss (C51: cross-entropy to the projected target); also the
+    per-item source of new priorities (|delta| or the cross-entropy) and metrics."""
+    online_key, target_key, select_key = jax.random.split(key, 3)
+    q = functools.partial(q_output, network, config)
+    online = q(params, batch.obs, online_key)
+    next_target = q(target_params, batch.next_obs, target_key)
+    selector = q(params, batch.next_obs, select_key) if config.double else next_target
+    next_action = jnp.argmax(jax.lax.stop_gradient(selector.q_values), axis=-1)
+    if config.distributional:
+        next_probs = jax.nn.softmax(take(next_target.logits, next_action))
+        target = jax.lax.stop_gradient(
+            categorical_projection(next_probs, batch.reward, batch.discount, support(config)))
+        per_item = -jnp.sum(target * jax.nn.log_softmax(take(online.logits, batch.action)), axis=-1)
+        priority_source = per_item
+    else:
+        next_q = take(next_target.q_values, next_action)
+        target = jax.lax.stop_gradient(batch.reward + batch.discount * next_q)
+        td_error = take(online.q_values, batch.action) - target
+        per_item = huber_loss(td_error) if config.loss == "huber" else jnp.square(td_error)
+        priority_source = td_error
+    loss = jnp.mean(weights * per_item)
+    return loss, (priority_source, {"loss": loss, "q_mean": take(online.q_values, batch.action).mean()})
+
+
+def gradient_steps(network: nn.Module, config: Config, run: Plan, state: DQNState, hp: HParams,
+                   lr: chex.Array, beta: chex.Array, key: chex.PRNGKey,
+                   grad_sync: GradSync | None = None) -> tuple[tuple[Any, Any, Any], Metrics]:
+    """`run.gradient_steps` steps on replayed batches: (params, opt_state, buffer), metrics."""
+    tx = optimizer(config, hp, lr)
+
+    def step(carry, key):
+        params, opt_state, buffer = carry
+        sample_key, loss_key = jax.random.split(key)
+        batch, indices, weights = sample(config, buffer, sample_key, beta)
+        grads, (priority_source, metrics) = jax.grad(td_loss, argnums=2, has_aux=True)(
+            network, config, params, state.target_params, batch, weights, loss_key)
+        if grad_sync is not None:
+            grads = grad_sync(grads)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        if config.prioritized:
+            buffer = buffers.update_priorities(buffer, indices, priority_source, hp.per_alpha,
+                                               config.per_eps)
+        return (optax.apply_updates(params, updates), opt_state, buffer), metrics
+
+    return jax.lax.scan(step, (state.params, state.opt_state, state.buffer),
+                        jax.random.split(key, run.gradient_steps))
+
+
+def learn(network: nn.Module, config: Config, run: Plan, state: DQNState, steps: Steps, hp: HParams,
+          grad_sync: GradSync | None = None) -> tuple[DQNState, Metrics]:
+    """Stores the rollout, then (once the buffer holds `learn_from` transitions) takes the
+    gradient steps and, on its period, the target update; earlier, the networks are kept."""
+    epsilon = exploration(config, run, state.update_step, hp)
+    state = store(config, state, Step(steps.obs, steps.record, steps.reward, steps.terminated,
+                                      steps.truncated, steps.final_obs), hp)
+    progress = state.update_step / max(run.num_updates - 1, 1)
+    beta = hp.per_beta_start + (1.0 - hp.per_beta_start) * jnp.minimum(progress, 1.0)
+    lr = learning_rate(hp.lr, state.update_step, run.num_updates, config.anneal_lr)
+    key, step_key = jax.random.split(state.key)
+    (params, opt_state, buffer), metrics = gradient_steps(
+        network, config, run, state, hp, lr, beta, step_key, grad_sync)
+    learning = state.buffer.size >= run.learn_from
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(learning, a, b), new, old)  # noqa: E731
+    # learning only changes the buffer's priorities: select those, never the stored data
+    params, opt_state, priorities = keep(
+        (params, opt_state, (buffer.priorities, buffer.max_priority)),
+        (state.params, state.opt_state, (state.buffer.priorities, state.buffer.max_priority)))
+    buffer = state.buffer._replace(priorities=priorities[0], max_priority=priorities[1])
+    refresh = learning & ((state.update_step + 1) % run.target_every == 0)
+    target_params = jax.tree.map(
+        lambda online, target: jnp.where(refresh, hp.tau * online + (1 - hp.tau) * target, target),
+        params, state.target_params)
+    metrics = {name: jnp.where(learning, value.mean(), jnp.nan) for name, value in metrics.items()}
+    if config.prioritized:
+        metrics["per_beta"] = beta
+    state = state._replace(params=params, target_params=target_params, opt_state=opt_state,
+                           buffer=buffer, key=key, update_step=state.update_step + 1)
+    return state, {**metrics, "lr": lr, "epsilon": epsilon, **episode_metrics(steps)}
+
+
+# ---- binding ------------------------------------------------------------------------------
+def init(network: nn.Module, config: Config, env: Any, env_params: Any, key: chex.PRNGKey,
+         hp: HParams) -> DQNState:
+    net_key, noise_key, env_key, key = jax.random.split(key, 4)
+    obs, env_state = env.reset(env_key, env_params)
+    params = network.init({"params": net_key, "noise": noise_key}, obs)
+    opt_state = optimizer(config, hp, hp.lr).init(params)
+    num_envs, n = obs.shape[0], config.n_steps
+    scalar_f = jnp.zeros(num_envs, jnp.float32)
+    example = Transition(obs[0], jnp.int32(0), jnp.float32(0), jnp.float32(0), obs[0])
+    recent = Step(obs, jnp.zeros(num_envs, jnp.int32), scalar_f, scalar_f > 0, scalar_f > 0, obs)
+    recent = jax.tree.map(lambda x: jnp.zeros((n - 1,) + x.shape, x.dtype), recent) if n > 1 else None
+    buffer = buffers.init(example, config.buffer_size, prioritized=config.prioritized)
+    return DQNState(params, params, opt_state, buffer, env_state, obs, recent, key, jnp.int32(0))
+
+
+def make(config: Config, env: Any, env_params: Any, total_env_steps: int, *,
+         network: nn.Module | None = None, grad_sync: GradSync | None = None) -> Algorithm:
+    """Binds DQN to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent.
+
+    `network`: any flax module with `QNetwork`'s call (default: `build_network`); `grad_sync`
+    transforms every gradient before the optimiser (data-parallel populations)."""
     action_space = env.action_space(env_params)
     if not isinstance(action_space, spaces.Discrete):
         raise ConfigError(
             f"DQN picks among discrete actions, but this env has {describe_space(action_space)}; "
             f"choose a discrete env or a continuous-action algorithm (ppo with a gaussian/beta policy)")
-    num_envs, num_actions = env.num_envs, action_space.n
-    steps_per_update = num_envs * config.rollout_steps
-    gradient_steps = config.replay_ratio * steps_per_update
-    if abs(gradient_steps - round(gradient_steps)) > 1e-6 or round(gradient_steps) < 1:
-        raise ConfigError(
-            f"algo.replay_ratio={config.replay_ratio} x env steps per update ({num_envs} envs x "
-            f"{config.rollout_steps} rollout_steps = {steps_per_update}) = {gradient_steps:g} gradient "
-            f"steps; it must be a whole number >= 1 (e.g. replay_ratio {1 / steps_per_update:g})")
-    gradient_steps = round(gradient_steps)
-    if config.buffer_size < steps_per_update:
-        raise ConfigError(f"algo.buffer_size={config.buffer_size} cannot hold one update's "
-                          f"{steps_per_update} transitions (env.num_envs x algo.rollout_steps)")
-    num_updates = total_env_steps // steps_per_update
-    if num_updates < 1:
-        raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's "
-                          f"{steps_per_update} env steps")
-    target_every = max(1, math.ceil(config.target_update_every / steps_per_update))
-    learn_from = max(config.batch_size, min(config.learning_starts, config.buffer_size))
-    n = config.n_steps
-    network = build_network(config, env, env_params)
-    support = network.support
-
-    def q_output(params, obs, key, noise=True):
-        return network.apply(params, obs, noise and config.noisy, rngs={"noise": key})
-
-    # ---- acting -------------------------------------------------------------------------
-    def select_action(params, obs, key, epsilon, noise=True):
-        """Greedy in Q (under fresh layer noise when noisy), random with probability epsilon."""
-        noise_key, explore_key, random_key = jax.random.split(key, 3)
-        greedy = jnp.argmax(q_output(params, obs, noise_key, noise).q_values, axis=-1)
-        explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
-        return jnp.where(explore, jax.random.randint(random_key, greedy.shape, 0, num_actions), greedy)
-
-    def act(params, obs, key, deterministic: bool = False):
-        if deterministic:
-            return select_action(params, obs, key, 0.0, noise=False)
-        return select_action(params, obs, key, 0.0 if config.noisy else config.eval_epsilon)
-
-    def explain(params, obs) -> dict[str, chex.Array]:
-        return {"q_values": q_output(params, obs, jax.random.key(0), noise=False).q_values}
-
-    def epsilon_at(state: DQNState, hp: HParams) -> chex.Array:
-        if config.noisy:
-            return jnp.float32(0.0)
-        steps = state.update_step * steps_per_update
-        return linear_schedule(hp.eps_start, hp.eps_end, steps, hp.eps_decay_fraction * total_env_steps)
-
-    # ---- state --------------------------------------------------------------------------
-    def init(key: chex.PRNGKey, hp: HParams) -> DQNState:
-        net_key, noise_key, env_key, key = jax.random.split(key, 4)
-        obs, env_state = env.reset(env_key, env_params)
-        params = network.init({"params": net_key, "noise": noise_key}, obs)
-        opt_state = _optimizer(config, hp, hp.lr).init(params)
-        scalar_f = jnp.zeros(num_envs, jnp.float32)
-        example = Transition(obs[0], jnp.int32(0), jnp.float32(0), jnp.float32(0), obs[0])
-        recent = Step(obs, jnp.zeros(num_envs, jnp.int32), scalar_f, scalar_f > 0, scalar_f > 0, obs)
-        recent = jax.tree.map(lambda x: jnp.zeros((n - 1,) + x.shape, x.dtype), recent) if n > 1 else None
-        return DQNState(params, params, opt_state, buffers.init(example, config.buffer_size, config.prioritized),
-                        env_state, obs, recent, key, jnp.int32(0))
-
-    # ---- collect ------------------------------------------------------------------------
-    def collect(state: DQNState, epsilon: chex.Array) -> tuple[DQNState, Step, dict]:
-        """Runs `rollout_steps` steps of every env copy, epsilon-greedy (or noisy) in Q."""
-
-        def step(carry, _):
-            env_state, obs, key = carry
-            key, act_key, step_key = jax.random.split(key, 3)
-            action = select_action(state.params, obs, act_key, epsilon)
-            next_obs, env_state, reward, terminated, truncated, info = env.step(
-                step_key, env_state, action, env_params)
-            record = Step(obs, action, reward, terminated, truncated, info["final_observation"])
-            episodes = {k: info[k] for k in ("episode_done", "episode_return", "episode_length")}
-            return (env_state, next_obs, key), (record, episodes)
-
-        (env_state, obs, key), (steps, info) = jax.lax.scan(
-            step, (state.env_state, state.obs, state.key), length=config.rollout_steps)
-        return state._replace(env_state=env_state, obs=obs, key=key), steps, info
-
-    # ---- store --------------------------------------------------------------------------
-    def store(state: DQNState, steps: Step, hp: HParams) -> DQNState:
-        """Closes the n-step windows that start in the last n-1 steps or this update, and adds
-        them to the buffer; windows that would start before the first step are dropped."""
-        seq = steps if n == 1 else jax.tree.map(lambda old, new: jnp.concatenate([old, new]),
-                                                state.recent, steps)
-        targets = n_step_targets(seq.reward, seq.terminated, seq.truncated, hp.gamma, n)
-        start = config.rollout_steps
-        next_obs = jnp.take_along_axis(
-            seq.final_obs, targets.last.reshape(targets.last.shape + (1,) * (seq.obs.ndim - 2)), axis=0)
-        transitions = Transition(seq.obs[:start], seq.action[:start], targets.returns,
-                                 targets.discounts, next_obs)
-        first_step = state.update_step * config.rollout_steps - (n - 1)  # step index of seq[0]
-        valid = jnp.broadcast_to((first_step + jnp.arange(start) >= 0)[:, None], (start, num_envs))
-        flat = jax.tree.map(lambda x: x.reshape((start * num_envs,) + x.shape[2:]), transitions)
-        buffer = buffers.add(state.buffer, flat, valid.reshape(-1))
-        recent = jax.tree.map(lambda x: x[x.shape[0] - (n - 1):], seq) if n > 1 else None
-        return state._replace(buffer=buffer, recent=recent)
-
-    # ---- learn --------------------------------------------------------------------------
-    def loss_fn(params, target_params, batch: Transition, weights, key):
-        """Importance-weighted TD loss; also returns the per-item priorities' source |delta|."""
-        online_key, target_key, select_key = jax.random.split(key, 3)
-        online = q_output(params, batch.obs, online_key)
-        next_target = q_output(target_params, batch.next_obs, target_key)
-        selector = q_output(params, batch.next_obs, select_key) if config.double else next_target
-        next_action = jnp.argmax(jax.lax.stop_gradient(selector.q_values), axis=-1)
-        if config.distributional:
-            next_probs = jax.nn.softmax(_take(next_target.logits, next_action))
-            target = jax.lax.stop_gradient(
-                categorical_projection(next_probs, batch.reward, batch.discount, support))
-            log_probs = jax.nn.log_softmax(_take(online.logits, batch.action))
-            per_item = -jnp.sum(target * log_probs, axis=-1)
-            priority_source = per_item
-        else:
-            next_q = _take(next_target.q_values, next_action)
-            target = jax.lax.stop_gradient(batch.reward + batch.discount * next_q)
-            td_error = _take(online.q_values, batch.action) - target
-            per_item = huber_loss(td_error) if config.loss == "huber" else jnp.square(td_error)
-            priority_source = td_error
-        loss = jnp.mean(weights * per_item)
-        q_taken = _take(online.q_values, batch.action)
-        return loss, (priority_source, {"loss": loss, "q_mean": q_taken.mean()})
-
-    def learn(state: DQNState, hp: HParams) -> tuple[DQNState, Metrics]:
-        """`gradient_steps` steps on replayed batches once the buffer holds `learn_from`
-        transitions, then the target update on its period; earlier, the state is kept."""
-        progress = state.update_step / max(num_updates - 1, 1)
-        beta = hp.per_beta_start + (1.0 - hp.per_beta_start) * jnp.minimum(progress, 1.0)
-        lr = linear_decay(hp.lr, state.update_step, num_updates) if config.anneal_lr else hp.lr
-        optimizer = _optimizer(config, hp, lr)
-
-        def gradient_step(carry, key):
-            params, opt_state, buffer = carry
-            sample_key, loss_key = jax.random.split(key)
-            if config.prioritized:
-                sample = buffers.sample_prioritized(buffer, sample_key, config.batch_size, beta)
-                batch, indices, weights = sample.data, sample.indices, sample.weights
-            else:
-                batch, indices = buffers.sample_uniform(buffer, sample_key, config.batch_size)
-                weights = jnp.ones(config.batch_size)
-            grads, (priority_source, metrics) = jax.grad(loss_fn, has_aux=True)(
-                params, state.target_params, batch, weights, loss_key)
-            if grad_sync is not None:
-                grads = grad_sync(grads)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            if config.prioritized:
-                buffer = buffers.update_priorities(buffer, indices, priority_source, hp.per_alpha,
-                                                   config.per_eps)
-            return (optax.apply_updates(params, updates), opt_state, buffer), metrics
-
-        key, step_key = jax.random.split(state.key)
-        (params, opt_state, buffer), metrics = jax.lax.scan(
-            gradient_step, (state.params, state.opt_state, state.buffer),
-            jax.random.split(step_key, gradient_steps))
-        learning = state.buffer.size >= learn_from
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(learning, a, b), new, old)
-        # learning only changes the buffer's priorities: select those, never the stored data
-        params, opt_state, priorities = keep(
-            (params, opt_state, (buffer.priorities, buffer.max_priority)),
-            (state.params, state.opt_state, (state.buffer.priorities, state.buffer.max_priority)))
-        buffer = state.buffer._replace(priorities=priorities[0], max_priority=priorities[1])
-        refresh = learning & ((state.update_step + 1) % target_every == 0)
-        target_params = jax.tree.map(
-            lambda online, target: jnp.where(refresh, hp.tau * online + (1 - hp.tau) * target, target),
-            params, state.target_params)
-        metrics = {name: jnp.where(learning, value.mean(), jnp.nan) for name, value in metrics.items()}
-        if config.prioritized:
-            metrics["per_beta"] = beta
-        new_state = state._replace(params=params, target_params=target_params, opt_state=opt_state,
-                                   buffer=buffer, key=key, update_step=state.update_step + 1)
-        return new_state, {**metrics, "lr": lr}
-
-    def store_and_learn(state: DQNState, steps: Step, info: dict, epsilon: chex.Array,
-                        hp: HParams) -> tuple[DQNState, Metrics]:
-        state = store(state, steps, hp)
-        state, metrics = learn(state, hp)
-        return state, {**metrics, "epsilon": epsilon, **episode_metrics(info)}
-
-    def update(state: DQNState, hp: HParams) -> tuple[DQNState, Metrics]:
-        epsilon = epsilon_at(state, hp)
-        state, steps, info = collect(state, epsilon)
-        return store_and_learn(state, steps, info, epsilon, hp)
-
-    # ---- the same pieces for envs stepped on the host (jaxrl.host_loop) ----------------
-    def host_act(state: DQNState, obs: chex.Array, hp: HParams):
-        key, act_key, _ = jax.random.split(state.key, 3)  # as `collect` spends its key
-        action = select_action(state.params, obs, act_key, epsilon_at(state, hp))
-        return key, action, action
-
-    def host_learn(state: DQNState, steps: HostSteps, hp: HParams) -> tuple[DQNState, Metrics]:
-        record = Step(steps.obs, steps.record, steps.reward, steps.terminated, steps.truncated,
-                      steps.final_obs)
-        return store_and_learn(state, record, steps.info(), epsilon_at(state, hp), hp)
-
-    def cut_open_windows(state: DQNState) -> DQNState:
-        """After resets the algorithm did not see, the last stored step ends its episode
-        (as a truncation: bootstrap from its own next observation)."""
-        if n == 1:
-            return state
-        return state._replace(recent=state.recent._replace(
-            truncated=state.recent.truncated.at[-1].set(True)))
-
-    host = HostHooks(host_act, host_learn, config.rollout_steps, after_env_reset=cut_open_windows)
-    return Algorithm("dqn", init, update, act, config.hparams(), steps_per_update, num_updates,
-                     explain=explain, replay_field="buffer", host=host,
-                     with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, sync))
+    run = plan(config, env.num_envs, total_env_steps)
+    network = build_network(config, env, env_params) if network is None else network
+    step_policy = functools.partial(policy, network, config, run)
+    learn_fn = functools.partial(learn, network, config, run, grad_sync=grad_sync)
+    return Algorithm(
+        spec=AlgorithmSpec("dqn", run.steps_per_update, run.num_updates, config.rollout_steps,
+                           replay_field="buffer"),
+        init=functools.partial(init, network, config, env, env_params),
+        policy=step_policy, learn=learn_fn,
+        update=make_update(step_policy, learn_fn, env, env_params, config.rollout_steps),
+        act=functools.partial(act, network, config), default_hparams=config.hparams(),
+        explain=functools.partial(explain, network, config),
+        after_env_reset=functools.partial(cut_open_windows, config),
+        with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, network=network,
+                                         grad_sync=sync))

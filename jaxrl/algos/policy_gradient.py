@@ -82,14 +82,6 @@ def count_updates(config: PolicyGradientConfig, batch_size: int, total_env_steps
     return num_updates
 
 
-def finished_episode_metrics(batch: Any) -> dict[str, chex.Array]:
-    """Sums over the episodes that ended in a time-major batch with `episode_done`,
-    `episode_return` and `episode_length` fields, as `algos.base` asks."""
-    done = batch.episode_done.astype(jnp.float32)
-    return {"episodes": done.sum(), "episode_return": (batch.episode_return * done).sum(),
-            "episode_length": (batch.episode_length * done).sum()}
-
-
 def optimizer(max_grad_norm: chex.Array, lr: chex.Array, adam_eps: float) -> optax.GradientTransformation:
     """Adam with global-norm clipping; `lr` may be a traced (annealed, per-member) value."""
     return optax.chain(optax.clip_by_global_norm(max_grad_norm),

@@ -1,29 +1,33 @@
 """Proximal Policy Optimisation with a categorical, Gaussian or Beta policy, as pure functions.
 
-Read top to bottom: config -> state -> `collect` (rollout with `lax.scan`) -> `learn`
-(GAE, then epochs x minibatches of clipped-surrogate updates) -> `make`, which binds
-them to an env into an `Algorithm`. `collect` and `learn` are separate so that a host
-env loop can collect its own batch and reuse `learn` unchanged. The policy head follows
-`algo.policy` (see `jaxrl.networks.policy`); the rest of the file does not depend on it.
+Read top to bottom: config -> state -> `policy` (one step's decision) -> `loss` ->
+`minibatches` (GAE) -> `learn` (epochs x minibatches of clipped-surrogate steps) -> `make`,
+which binds them to an env and a network into an `Algorithm`. Every function takes the
+network and the hyperparameters it uses as arguments, so a researcher can import one piece
+(say `loss`) and change another. `jaxrl.rollout` drives `policy` and `learn` on jittable
+envs, `jaxrl.host_loop` on host envs. Any flax module returning `(distribution, value)`
+may stand in for the default `ActorCritic` (see `make`).
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl.algos.base import Algorithm, GradSync, HostHooks, HostSteps, Metrics
+from jaxrl.algos.base import Algorithm, AlgorithmSpec, GradSync, Metrics, either, learning_rate
 from jaxrl.algos.policy_gradient import (
-    PolicyGradientConfig, count_updates, describe_policy, finished_episode_metrics,
-    minibatch_epochs, optimizer, resolve_policy,
+    PolicyGradientConfig, count_updates, describe_policy, minibatch_epochs, optimizer, resolve_policy,
 )
 from jaxrl.errors import ConfigError
 from jaxrl.networks import ActorCritic
-from jaxrl.rl import approx_kl, clipped_surrogate_loss, gae_advantages, linear_decay, value_loss
+from jaxrl.rl import approx_kl, clipped_surrogate_loss, gae_advantages, value_loss
+from jaxrl.rollout import Steps, episode_metrics, make_update
 
 
 class HParams(NamedTuple):
@@ -71,20 +75,12 @@ class PPOState(NamedTuple):
     update_step: chex.Array  # updates done so far, for schedules
 
 
-class Transition(NamedTuple):
-    """One env step of every copy, time-major after `collect`'s scan: [T, num_envs, ...]."""
+class Record(NamedTuple):
+    """What learning keeps of each step's decision, time-major in `Steps.record`."""
 
-    obs: chex.Array
     action: chex.Array  # the raw action (see `jaxrl.networks.distributions`)
     log_prob: chex.Array
     value: chex.Array
-    reward: chex.Array
-    terminated: chex.Array
-    truncated: chex.Array
-    final_obs: chex.Array  # observation the step reached, before auto-reset
-    episode_done: chex.Array
-    episode_return: chex.Array
-    episode_length: chex.Array
 
 
 class Minibatch(NamedTuple):
@@ -99,116 +95,116 @@ class Minibatch(NamedTuple):
 
 
 def build_network(config: Config, env: Any, env_params: Any) -> ActorCritic:
-    """The actor-critic for this env's observations and action space."""
+    """The actor-critic that `config.network` and `config.policy` describe for this env."""
     spec, obs_ndim = resolve_policy(config, env, env_params)
     return ActorCritic(config.network, spec, obs_ndim)
 
 
-def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
-         grad_sync: GradSync | None = None) -> Algorithm:
-    """Binds PPO to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent;
-    `grad_sync` transforms every gradient before the optimiser (data-parallel populations)."""
+# ---- acting -------------------------------------------------------------------------------
+def policy(network: nn.Module, state: PPOState, obs: chex.Array, key: chex.PRNGKey,
+           hp: HParams) -> tuple[chex.Array, Record]:
+    """One step's sampled env actions, and what learning needs of them."""
+    dist, value = network.apply(state.params, obs)
+    action = dist.sample(key)
+    return dist.to_env(action), Record(action, dist.log_prob(action), value)
+
+
+def act(network: nn.Module, params: Any, obs: chex.Array, key: chex.PRNGKey,
+        deterministic: bool | chex.Array = False) -> chex.Array:
+    """Evaluation actions: the distribution's mode, or a sample."""
+    dist, _ = network.apply(params, obs)
+    return dist.to_env(either(deterministic, dist.mode, lambda: dist.sample(key)))
+
+
+def explain(network: nn.Module, params: Any, obs: chex.Array) -> dict[str, chex.Array]:
+    dist, value = network.apply(params, obs)
+    return {**describe_policy(dist), "value": value}
+
+
+def state_values(network: nn.Module, params: Any, obs: chex.Array) -> chex.Array:
+    """V(obs), through the network's `value` method when it has one (no policy head)."""
+    if callable(getattr(network, "value", None)):
+        return network.apply(params, obs, method="value")
+    return network.apply(params, obs)[1]
+
+
+# ---- learning -----------------------------------------------------------------------------
+def loss(network: nn.Module, params: Any, minibatch: Minibatch, hp: HParams, *,
+         normalize_advantages: bool = True, clip_value_loss: bool = True
+         ) -> tuple[chex.Array, dict[str, chex.Array]]:
+    """Clipped surrogate + vf_coef x value loss - ent_coef x entropy, and its parts."""
+    dist, values = network.apply(params, minibatch.obs)
+    log_prob = dist.log_prob(minibatch.action)
+    advantages = minibatch.advantage
+    if normalize_advantages:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    policy_loss, clip_fraction = clipped_surrogate_loss(
+        log_prob, minibatch.log_prob, advantages, hp.clip_eps)
+    v_loss = value_loss(values, minibatch.value, minibatch.target, hp.clip_eps, clip_value_loss)
+    entropy = dist.entropy().mean()
+    total = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
+    return total, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy,
+                   "approx_kl": approx_kl(log_prob, minibatch.log_prob),
+                   "clip_fraction": clip_fraction}
+
+
+def minibatches(network: nn.Module, params: Any, steps: Steps, hp: HParams) -> Minibatch:
+    """GAE(lambda) advantages and value targets of a rollout, flattened to [T * num_envs]."""
+    record = steps.record
+    next_values = state_values(network, params, steps.final_obs)
+    advantages, targets = gae_advantages(steps.reward, record.value, next_values, steps.terminated,
+                                         steps.truncated, gamma=hp.gamma, gae_lambda=hp.gae_lambda)
+    batch = Minibatch(steps.obs, record.action, record.log_prob, record.value, advantages, targets)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+
+
+def learn(network: nn.Module, config: Config, num_updates: int, state: PPOState, steps: Steps,
+          hp: HParams, grad_sync: GradSync | None = None) -> tuple[PPOState, Metrics]:
+    """GAE on the rollout, then `num_epochs` passes of shuffled minibatch gradient steps."""
+    lr = learning_rate(hp.lr, state.update_step, num_updates, config.anneal_lr)
+    loss_fn = functools.partial(loss, network, hp=hp, normalize_advantages=config.normalize_advantages,
+                                clip_value_loss=config.clip_value_loss)
+    key, epoch_key = jax.random.split(state.key)
+    params, opt_state, metrics = minibatch_epochs(
+        state.params, state.opt_state, minibatches(network, state.params, steps, hp), epoch_key,
+        loss_fn, optimizer(hp.max_grad_norm, lr, config.adam_eps), config.num_epochs,
+        config.num_minibatches, grad_sync)
+    state = state._replace(params=params, opt_state=opt_state, key=key,
+                           update_step=state.update_step + 1)
+    return state, {**metrics, "lr": lr, **episode_metrics(steps)}
+
+
+# ---- binding ------------------------------------------------------------------------------
+def init(network: nn.Module, config: Config, env: Any, env_params: Any, key: chex.PRNGKey,
+         hp: HParams) -> PPOState:
+    net_key, env_key, key = jax.random.split(key, 3)
+    obs, env_state = env.reset(env_key, env_params)
+    params = network.init(net_key, obs)
+    opt_state = optimizer(hp.max_grad_norm, hp.lr, config.adam_eps).init(params)
+    return PPOState(params, opt_state, env_state, obs, key, jnp.int32(0))
+
+
+def make(config: Config, env: Any, env_params: Any, total_env_steps: int, *,
+         network: nn.Module | None = None, grad_sync: GradSync | None = None) -> Algorithm:
+    """Binds PPO to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent.
+
+    `network`: any flax module whose `apply(params, obs)` returns `(distribution, value)`
+    (default: `build_network`); `grad_sync` transforms every gradient before the optimiser
+    (data-parallel populations)."""
     batch_size = env.num_envs * config.num_steps
     num_updates = count_updates(
         config, batch_size, total_env_steps,
         f"env.num_envs x algo.num_steps = {env.num_envs} x {config.num_steps}",
         "env.num_envs/algo.num_steps")
-    network = build_network(config, env, env_params)
-
-    def init(key: chex.PRNGKey, hp: HParams) -> PPOState:
-        net_key, env_key, key = jax.random.split(key, 3)
-        obs, env_state = env.reset(env_key, env_params)
-        params = network.init(net_key, obs)
-        opt_state = optimizer(hp.max_grad_norm, hp.lr, config.adam_eps).init(params)
-        return PPOState(params, opt_state, env_state, obs, key, jnp.int32(0))
-
-    def act(params: Any, obs: chex.Array, key: chex.PRNGKey, deterministic: bool = False):
-        dist, _ = network.apply(params, obs)
-        return dist.to_env(dist.mode() if deterministic else dist.sample(key))
-
-    def explain(params: Any, obs: chex.Array) -> dict[str, chex.Array]:
-        dist, value = network.apply(params, obs)
-        return {**describe_policy(dist), "value": value}
-
-    def decide(params: Any, obs: chex.Array, key: chex.PRNGKey):
-        """A sampled action for the env, and what learning needs of it: (raw action, log-prob, value)."""
-        dist, value = network.apply(params, obs)
-        action = dist.sample(key)
-        return dist.to_env(action), (action, dist.log_prob(action), value)
-
-    def collect(state: PPOState) -> tuple[PPOState, Transition]:
-        """Runs `num_steps` steps of every env copy with the current policy."""
-
-        def step(carry, _):
-            env_state, obs, key = carry
-            key, act_key, step_key = jax.random.split(key, 3)
-            env_action, (action, log_prob, value) = decide(state.params, obs, act_key)
-            next_obs, env_state, reward, terminated, truncated, info = env.step(
-                step_key, env_state, env_action, env_params)
-            transition = Transition(
-                obs, action, log_prob, value, reward, terminated, truncated,
-                info["final_observation"], info["episode_done"], info["episode_return"],
-                info["episode_length"])
-            return (env_state, next_obs, key), transition
-
-        (env_state, obs, key), batch = jax.lax.scan(
-            step, (state.env_state, state.obs, state.key), length=config.num_steps)
-        return state._replace(env_state=env_state, obs=obs, key=key), batch
-
-    def loss_fn(params, minibatch: Minibatch, hp: HParams):
-        dist, values = network.apply(params, minibatch.obs)
-        log_prob = dist.log_prob(minibatch.action)
-        advantages = minibatch.advantage
-        if config.normalize_advantages:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss, clip_fraction = clipped_surrogate_loss(
-            log_prob, minibatch.log_prob, advantages, hp.clip_eps)
-        v_loss = value_loss(values, minibatch.value, minibatch.target, hp.clip_eps,
-                            config.clip_value_loss)
-        entropy = dist.entropy().mean()
-        total = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
-        return total, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy,
-                       "approx_kl": approx_kl(log_prob, minibatch.log_prob),
-                       "clip_fraction": clip_fraction}
-
-    def learn(state: PPOState, batch: Transition, hp: HParams) -> tuple[PPOState, Metrics]:
-        """GAE on the batch, then `num_epochs` passes of minibatch gradient steps."""
-        next_values = network.apply(state.params, batch.final_obs, method=ActorCritic.value)
-        advantages, targets = gae_advantages(batch.reward, batch.value, next_values,
-                                             batch.terminated, batch.truncated,
-                                             hp.gamma, hp.gae_lambda)
-        lr = (linear_decay(hp.lr, state.update_step, num_updates) if config.anneal_lr else hp.lr)
-        flat = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), Minibatch(
-            batch.obs, batch.action, batch.log_prob, batch.value, advantages, targets))
-        key, epoch_key = jax.random.split(state.key)
-        params, opt_state, metrics = minibatch_epochs(
-            state.params, state.opt_state, flat, epoch_key, lambda p, mb: loss_fn(p, mb, hp),
-            optimizer(hp.max_grad_norm, lr, config.adam_eps), config.num_epochs,
-            config.num_minibatches, grad_sync)
-        new_state = state._replace(params=params, opt_state=opt_state, key=key,
-                                   update_step=state.update_step + 1)
-        return new_state, {**metrics, "lr": lr}
-
-    def learn_and_report(state: PPOState, batch: Transition, hp: HParams) -> tuple[PPOState, Metrics]:
-        state, metrics = learn(state, batch, hp)
-        return state, {**metrics, **finished_episode_metrics(batch)}
-
-    def update(state: PPOState, hp: HParams) -> tuple[PPOState, Metrics]:
-        state, batch = collect(state)
-        return learn_and_report(state, batch, hp)
-
-    # ---- the same pieces for envs stepped on the host (jaxrl.host_loop) ----------------
-    def host_act(state: PPOState, obs: chex.Array, hp: HParams):
-        key, act_key, _ = jax.random.split(state.key, 3)  # as `collect` spends its key
-        env_action, record = decide(state.params, obs, act_key)
-        return key, env_action, record
-
-    def host_learn(state: PPOState, steps: HostSteps, hp: HParams) -> tuple[PPOState, Metrics]:
-        action, log_prob, value = steps.record
-        return learn_and_report(state, Transition(
-            steps.obs, action, log_prob, value, steps.reward, steps.terminated, steps.truncated,
-            steps.final_obs, steps.episode_done, steps.episode_return, steps.episode_length), hp)
-
-    return Algorithm("ppo", init, update, act, config.hparams(), batch_size, num_updates,
-                     explain=explain, host=HostHooks(host_act, host_learn, config.num_steps),
-                     with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, sync))
+    network = build_network(config, env, env_params) if network is None else network
+    step_policy = functools.partial(policy, network)
+    learn_fn = functools.partial(learn, network, config, num_updates, grad_sync=grad_sync)
+    return Algorithm(
+        spec=AlgorithmSpec("ppo", batch_size, num_updates, config.num_steps),
+        init=functools.partial(init, network, config, env, env_params),
+        policy=step_policy, learn=learn_fn,
+        update=make_update(step_policy, learn_fn, env, env_params, config.num_steps),
+        act=functools.partial(act, network), default_hparams=config.hparams(),
+        explain=functools.partial(explain, network),
+        with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, network=network,
+                                         grad_sync=sync))

@@ -83,8 +83,6 @@ def build(config: Config) -> Built:
         eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
         max_steps = config.eval.max_steps or episode_limit(env_params)
         evaluator = make_evaluator(algo, eval_env, env_params, max_steps, config.eval.deterministic)
-    elif algo.host is None:
-        raise ConfigError(f"{config.algo.name} cannot train on host envs like {config.env.id}")
     updates_per_chunk = max(1, config.log_every_env_steps // algo.env_steps_per_update)
     chunk_steps = updates_per_chunk * algo.env_steps_per_update
     eval_every = math.ceil(config.eval.every_env_steps / chunk_steps) if config.eval.every_env_steps else 0
