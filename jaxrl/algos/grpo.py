@@ -29,7 +29,8 @@ import optax
 
 from jaxrl.algos.base import Algorithm, AlgorithmSpec, GradSync, Metrics, either, learning_rate
 from jaxrl.algos.policy_gradient import (
-    PolicyGradientConfig, count_updates, describe_policy, minibatch_epochs, optimizer, resolve_policy,
+    LossFn, PolicyGradientConfig, count_updates, describe_policy, minibatch_epochs, optimizer,
+    resolve_policy,
 )
 from jaxrl.errors import ConfigError
 from jaxrl.evaluation import episode_limit
@@ -164,9 +165,11 @@ def minibatches(network: nn.Module, config: Config, ref_params: Any, steps: Step
 
 
 def learn(network: nn.Module, config: Config, num_updates: int, state: GRPOState, steps: Steps,
-          hp: HParams, grad_sync: GradSync | None = None) -> tuple[GRPOState, Metrics]:
-    """Group advantages, then `num_epochs` passes of shuffled minibatch gradient steps; the
-    reference policy becomes the current one every `ref_refresh_every` updates."""
+          hp: HParams, grad_sync: GradSync | None = None, loss_fn: LossFn | None = None
+          ) -> tuple[GRPOState, Metrics]:
+    """Group advantages, then `num_epochs` passes of shuffled minibatch gradient steps on
+    `loss_fn` (default `loss`); the reference policy becomes the current one every
+    `ref_refresh_every` updates."""
     alive, steps = first_episode(steps)
     refresh = state.update_step % config.ref_refresh_every == 0
     ref_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old),
@@ -175,7 +178,7 @@ def learn(network: nn.Module, config: Config, num_updates: int, state: GRPOState
     lr = learning_rate(hp.lr, state.update_step, num_updates, config.anneal_lr)
     key, epoch_key = jax.random.split(state.key)
     params, opt_state, metrics = minibatch_epochs(
-        state.params, state.opt_state, batch, epoch_key, functools.partial(loss, network, hp=hp),
+        state.params, state.opt_state, batch, epoch_key, functools.partial(loss_fn or loss, network, hp=hp),
         optimizer(hp.max_grad_norm, lr, config.adam_eps), config.num_epochs,
         config.num_minibatches, grad_sync)
     state = state._replace(params=params, ref_params=ref_params, opt_state=opt_state, key=key,
@@ -194,11 +197,12 @@ def init(network: nn.Module, config: Config, env: Any, env_params: Any, key: che
 
 
 def make(config: Config, env: Any, env_params: Any, total_env_steps: int, *,
-         network: nn.Module | None = None, grad_sync: GradSync | None = None) -> Algorithm:
+         network: nn.Module | None = None, loss: LossFn | None = None,
+         grad_sync: GradSync | None = None) -> Algorithm:
     """Binds GRPO to a grouped vectorised env (`make_vec(..., num_envs=B * G, group_size=G)`).
 
     `network`: any flax module whose `apply(params, obs)` returns a distribution (default:
-    `build_network`); `grad_sync` transforms every gradient before the optimiser
+    `build_network`); `loss`: a `LossFn` in place of `loss`; `grad_sync` transforms every gradient before the optimiser
     (data-parallel populations)."""
     group_size = config.group_size
     if getattr(env, "group_size", 1) != group_size:
@@ -212,7 +216,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int, *,
         "env.num_envs, algo.group_size or algo.horizon")
     network = build_network(config, env, env_params) if network is None else network
     step_policy = functools.partial(policy, network)
-    learn_fn = functools.partial(learn, network, config, num_updates, grad_sync=grad_sync)
+    learn_fn = functools.partial(learn, network, config, num_updates, grad_sync=grad_sync, loss_fn=loss)
     return Algorithm(
         spec=AlgorithmSpec("grpo", batch_size, num_updates, horizon, reset_groups=group_size),
         init=functools.partial(init, network, config, env, env_params),
@@ -221,4 +225,4 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int, *,
         act=functools.partial(act, network), default_hparams=config.hparams(),
         explain=functools.partial(explain, network),
         with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, network=network,
-                                         grad_sync=sync))
+                                         loss=loss, grad_sync=sync))

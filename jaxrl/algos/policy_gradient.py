@@ -5,7 +5,7 @@ minibatch gradient steps."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import chex
 import jax
@@ -17,6 +17,15 @@ from jaxrl.errors import ConfigError
 from jaxrl.networks import NetworkConfig, PolicyConfigError, PolicySpec, check_torso, policy_spec
 from jaxrl.networks.distributions import Categorical
 from jaxrl.networks.policy import LOG_STD_KINDS, POLICIES
+
+
+class LossFn(Protocol):
+    """A PPO or GRPO loss: `make(..., loss=)` takes any function of this shape."""
+
+    def __call__(self, network: Any, params: Any, minibatch: Any, hp: Any
+                 ) -> tuple[chex.Array, dict[str, chex.Array]]:
+        """The scalar to minimise on one minibatch (the algorithm's `Minibatch`), and named
+        parts to report."""
 
 
 @dataclasses.dataclass(frozen=True)

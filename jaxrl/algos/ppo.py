@@ -22,7 +22,8 @@ import optax
 
 from jaxrl.algos.base import Algorithm, AlgorithmSpec, GradSync, Metrics, either, learning_rate
 from jaxrl.algos.policy_gradient import (
-    PolicyGradientConfig, count_updates, describe_policy, minibatch_epochs, optimizer, resolve_policy,
+    LossFn, PolicyGradientConfig, count_updates, describe_policy, minibatch_epochs, optimizer,
+    resolve_policy,
 )
 from jaxrl.errors import ConfigError
 from jaxrl.networks import ActorCritic
@@ -158,16 +159,24 @@ def minibatches(network: nn.Module, params: Any, steps: Steps, hp: HParams) -> M
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
 
 
+def config_loss(config: Config) -> LossFn:
+    """`loss` with the config's advantage normalisation and value clipping."""
+    return functools.partial(loss, normalize_advantages=config.normalize_advantages,
+                             clip_value_loss=config.clip_value_loss)
+
+
 def learn(network: nn.Module, config: Config, num_updates: int, state: PPOState, steps: Steps,
-          hp: HParams, grad_sync: GradSync | None = None) -> tuple[PPOState, Metrics]:
-    """GAE on the rollout, then `num_epochs` passes of shuffled minibatch gradient steps."""
+          hp: HParams, grad_sync: GradSync | None = None, loss_fn: LossFn | None = None
+          ) -> tuple[PPOState, Metrics]:
+    """GAE on the rollout, then `num_epochs` passes of shuffled minibatch gradient steps on
+    `loss_fn` (default: `loss` as the config sets it)."""
+    loss_fn = config_loss(config) if loss_fn is None else loss_fn
     lr = learning_rate(hp.lr, state.update_step, num_updates, config.anneal_lr)
-    loss_fn = functools.partial(loss, network, hp=hp, normalize_advantages=config.normalize_advantages,
-                                clip_value_loss=config.clip_value_loss)
     key, epoch_key = jax.random.split(state.key)
     params, opt_state, metrics = minibatch_epochs(
         state.params, state.opt_state, minibatches(network, state.params, steps, hp), epoch_key,
-        loss_fn, optimizer(hp.max_grad_norm, lr, config.adam_eps), config.num_epochs,
+        functools.partial(loss_fn, network, hp=hp), optimizer(hp.max_grad_norm, lr, config.adam_eps),
+        config.num_epochs,
         config.num_minibatches, grad_sync)
     state = state._replace(params=params, opt_state=opt_state, key=key,
                            update_step=state.update_step + 1)
@@ -185,11 +194,13 @@ def init(network: nn.Module, config: Config, env: Any, env_params: Any, key: che
 
 
 def make(config: Config, env: Any, env_params: Any, total_env_steps: int, *,
-         network: nn.Module | None = None, grad_sync: GradSync | None = None) -> Algorithm:
+         network: nn.Module | None = None, loss: LossFn | None = None,
+         grad_sync: GradSync | None = None) -> Algorithm:
     """Binds PPO to a vectorised env (see `jaxrl.envs.make_vec`) for `total_env_steps` per agent.
 
     `network`: any flax module whose `apply(params, obs)` returns `(distribution, value)`
-    (default: `build_network`); `grad_sync` transforms every gradient before the optimiser
+    (default: `build_network`). `loss`: a `LossFn` in place of `loss` (default: `loss` as the
+    config sets it). `grad_sync` transforms every gradient before the optimiser
     (data-parallel populations)."""
     batch_size = env.num_envs * config.num_steps
     num_updates = count_updates(
@@ -198,7 +209,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int, *,
         "env.num_envs/algo.num_steps")
     network = build_network(config, env, env_params) if network is None else network
     step_policy = functools.partial(policy, network)
-    learn_fn = functools.partial(learn, network, config, num_updates, grad_sync=grad_sync)
+    learn_fn = functools.partial(learn, network, config, num_updates, grad_sync=grad_sync, loss_fn=loss)
     return Algorithm(
         spec=AlgorithmSpec("ppo", batch_size, num_updates, config.num_steps),
         init=functools.partial(init, network, config, env, env_params),
@@ -207,4 +218,4 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int, *,
         act=functools.partial(act, network), default_hparams=config.hparams(),
         explain=functools.partial(explain, network),
         with_grad_sync=lambda sync: make(config, env, env_params, total_env_steps, network=network,
-                                         grad_sync=sync))
+                                         loss=loss, grad_sync=sync))

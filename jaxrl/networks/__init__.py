@@ -6,10 +6,12 @@ from jaxrl.networks.modules import (
     MinAtarCNN, MLP, NatureCNN, NetworkConfig, check_torso, make_torso, orthogonal,
 )
 from jaxrl.networks.policy import (
-    Actor, ActorCritic, PolicyConfigError, PolicySpec, distribution, policy_spec,
+    Actor, ActorCritic, Distribution, PolicyConfigError, PolicyHead, PolicySpec, ValueHead, distribution,
+    head_size, policy_layers, policy_spec,
 )
 
-__all__ = ["Actor", "ActorCritic", "Beta", "Categorical", "Gaussian", "MLP", "MinAtarCNN",
-           "NatureCNN", "NetworkConfig", "NoisyDense", "PolicyConfigError", "distribution",
-           "PolicySpec", "QNetwork", "QOutput", "TanhGaussian", "check_torso",
-           "dueling_aggregate", "make_torso", "orthogonal", "policy_spec", "scaled_noise"]
+__all__ = ["Actor", "ActorCritic", "Beta", "Categorical", "Distribution", "Gaussian", "MLP", "MinAtarCNN",
+           "NatureCNN", "NetworkConfig", "NoisyDense", "PolicyConfigError", "PolicyHead", "PolicySpec",
+           "QNetwork", "QOutput", "TanhGaussian", "ValueHead", "check_torso", "distribution",
+           "dueling_aggregate", "head_size", "make_torso", "orthogonal", "policy_layers", "policy_spec",
+           "scaled_noise"]

@@ -63,7 +63,8 @@ class QOutput(NamedTuple):
 
 class QNetwork(nn.Module):
     """Torso -> Q head. `num_atoms > 1` makes it C51 over `support`; `dueling` splits the head
-    into value and advantage streams; `noisy` makes the head's layers `NoisyDense`."""
+    into value and advantage streams; `noisy` makes the head's layers `NoisyDense`. `encoder`,
+    any flax module from observations to features, replaces the torso `config` describes."""
 
     config: NetworkConfig
     num_actions: int
@@ -74,6 +75,7 @@ class QNetwork(nn.Module):
     num_atoms: int = 1
     v_min: float = -10.0
     v_max: float = 10.0
+    encoder: nn.Module | None = None
 
     @property
     def support(self) -> chex.Array:
@@ -86,7 +88,8 @@ class QNetwork(nn.Module):
 
     @nn.compact
     def __call__(self, obs: chex.Array, noise: bool = True) -> QOutput:
-        features = make_torso(self.config, self.obs_ndim)(obs)
+        torso = self.encoder if self.encoder is not None else make_torso(self.config, self.obs_ndim)
+        features = torso(obs)
         call = (lambda layer, x: layer(x, noise)) if self.noisy else (lambda layer, x: layer(x))
         shape = features.shape[:-1] + (self.num_actions, self.num_atoms)
         advantages = call(self._layer(self.num_actions * self.num_atoms, "advantage"),

@@ -106,15 +106,38 @@ def policy_layers(module: nn.Module, spec: PolicySpec) -> tuple[nn.Dense, chex.A
     return layer, None
 
 
+class PolicyHead(nn.Module):
+    """Features -> the distribution `spec` names: the policy layer of `Actor` and `ActorCritic`,
+    for a network of one's own (`ppo.make(..., network=...)`)."""
+
+    spec: PolicySpec
+
+    def setup(self):
+        self.layer, self.log_std = policy_layers(self, self.spec)
+
+    def __call__(self, features: chex.Array) -> Distribution:
+        return distribution(self.spec, self.layer(features), self.log_std)
+
+
+class ValueHead(nn.Module):
+    """Features -> a scalar state value (orthogonal init, scale 1)."""
+
+    @nn.compact
+    def __call__(self, features: chex.Array) -> chex.Array:
+        return nn.Dense(1, kernel_init=orthogonal(1.0))(features)[..., 0]
+
+
 class Actor(nn.Module):
-    """Torso -> policy head: the whole network of a critic-free method (GRPO)."""
+    """Torso -> policy head: the whole network of a critic-free method (GRPO). `encoder`, any
+    flax module from observations to features, replaces the torso `config` describes."""
 
     config: Any  # NetworkConfig
     spec: PolicySpec
     obs_ndim: int = 1
+    encoder: nn.Module | None = None
 
     def setup(self):
-        self.torso = make_torso(self.config, self.obs_ndim)
+        self.torso = self.encoder if self.encoder is not None else make_torso(self.config, self.obs_ndim)
         self.policy_head, self.log_std = policy_layers(self, self.spec)
 
     def __call__(self, obs: chex.Array) -> Distribution:
@@ -124,23 +147,34 @@ class Actor(nn.Module):
 class ActorCritic(nn.Module):
     """Policy and state value from one shared torso or two separate ones.
 
+    `encoder` (and `critic_encoder`), any flax modules from observations to features, replace
+    the torsos `config` describes; an `encoder` without `critic_encoder` serves both heads.
     `value` runs only the critic's path, for bootstrapping from final observations.
     """
 
     config: Any  # NetworkConfig
     spec: PolicySpec
     obs_ndim: int = 1
+    encoder: nn.Module | None = None
+    critic_encoder: nn.Module | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.critic_encoder is None if self.encoder is not None else self.config.shared
 
     def setup(self):
-        self.actor_torso = make_torso(self.config, self.obs_ndim)
-        self.critic_torso = (self.actor_torso if self.config.shared
-                             else make_torso(self.config, self.obs_ndim))
+        if self.encoder is not None:
+            self.actor_torso = self.encoder
+            self.critic_torso = self.encoder if self.critic_encoder is None else self.critic_encoder
+        else:
+            self.actor_torso = make_torso(self.config, self.obs_ndim)
+            self.critic_torso = self.actor_torso if self.config.shared else make_torso(self.config, self.obs_ndim)
         self.policy_head, self.log_std = policy_layers(self, self.spec)
         self.value_head = nn.Dense(1, kernel_init=orthogonal(1.0))
 
     def __call__(self, obs: chex.Array) -> tuple[Distribution, chex.Array]:
         actor_features = self.actor_torso(obs)
-        critic_features = actor_features if self.config.shared else self.critic_torso(obs)
+        critic_features = actor_features if self.shared else self.critic_torso(obs)
         dist = distribution(self.spec, self.policy_head(actor_features), self.log_std)
         return dist, self.value_head(critic_features)[..., 0]
 
