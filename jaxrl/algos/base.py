@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl.errors import ConfigError
 from jaxrl.rl import linear_decay
 from jaxrl.rollout import Steps
 
@@ -88,6 +89,15 @@ def either(flag: bool | chex.Array, if_true: Callable[[], Any], if_false: Callab
 def learning_rate(lr: chex.Array, update_step: chex.Array, num_updates: int, anneal: bool) -> chex.Array:
     """`lr`, or (`anneal`) `lr` decayed linearly to 0 over the run's `num_updates`."""
     return linear_decay(lr, update_step, num_updates) if anneal else lr
+
+
+def updates_in_budget(total_env_steps: int, steps_per_update: int, fix: str) -> int:
+    """Whole updates in the budget, or a ConfigError when not even one fits (`fix` says how)."""
+    num_updates = total_env_steps // steps_per_update
+    if num_updates < 1:
+        raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's "
+                          f"{steps_per_update} env steps; raise it or {fix}")
+    return num_updates
 
 
 def _same(state: Any) -> Any:

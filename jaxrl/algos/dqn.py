@@ -31,7 +31,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import buffers
-from jaxrl.algos.base import Algorithm, AlgorithmSpec, GradSync, Metrics, either, learning_rate
+from jaxrl.algos.base import (
+    Algorithm, AlgorithmSpec, GradSync, Metrics, either, learning_rate, updates_in_budget,
+)
 from jaxrl.envs import describe_space, spaces
 from jaxrl.errors import ConfigError
 from jaxrl.networks import NetworkConfig, QNetwork, QOutput, check_torso
@@ -214,10 +216,8 @@ def plan(config: Config, num_envs: int, total_env_steps: int) -> Plan:
     if config.buffer_size < steps_per_update:
         raise ConfigError(f"algo.buffer_size={config.buffer_size} cannot hold one update's "
                           f"{steps_per_update} transitions (env.num_envs x algo.rollout_steps)")
-    num_updates = total_env_steps // steps_per_update
-    if num_updates < 1:
-        raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's "
-                          f"{steps_per_update} env steps")
+    num_updates = updates_in_budget(total_env_steps, steps_per_update,
+                                    "shrink env.num_envs/algo.rollout_steps")
     return Plan(num_envs, steps_per_update, num_updates, round(gradient_steps),
                 max(1, math.ceil(config.target_update_every / steps_per_update)),
                 max(config.batch_size, min(config.learning_starts, config.buffer_size)), total_env_steps)

@@ -29,8 +29,8 @@ import optax
 
 from jaxrl.algos.base import Algorithm, AlgorithmSpec, GradSync, Metrics, either, learning_rate
 from jaxrl.algos.policy_gradient import (
-    LossFn, PolicyGradientConfig, count_updates, describe_policy, minibatch_epochs, optimizer,
-    resolve_policy,
+    LossFn, PolicyGradientConfig, count_updates, describe_policy, init_agent, minibatch_epochs,
+    optimizer, resolve_policy,
 )
 from jaxrl.errors import ConfigError
 from jaxrl.evaluation import episode_limit
@@ -189,10 +189,7 @@ def learn(network: nn.Module, config: Config, num_updates: int, state: GRPOState
 # ---- binding ------------------------------------------------------------------------------
 def init(network: nn.Module, config: Config, env: Any, env_params: Any, key: chex.PRNGKey,
          hp: HParams) -> GRPOState:
-    net_key, env_key, key = jax.random.split(key, 3)
-    obs, env_state = env.reset(env_key, env_params)
-    params = network.init(net_key, obs)
-    opt_state = optimizer(hp.max_grad_norm, hp.lr, config.adam_eps).init(params)
+    params, opt_state, env_state, obs, key = init_agent(network, config, env, env_params, key, hp)
     return GRPOState(params, params, opt_state, env_state, obs, key, jnp.int32(0))
 
 

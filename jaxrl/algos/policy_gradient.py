@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl.algos.base import GradSync
+from jaxrl.algos.base import GradSync, updates_in_budget
 from jaxrl.errors import ConfigError
 from jaxrl.networks import NetworkConfig, PolicyConfigError, PolicySpec, check_torso, policy_spec
 from jaxrl.networks.distributions import Categorical
@@ -84,11 +84,17 @@ def count_updates(config: PolicyGradientConfig, batch_size: int, total_env_steps
     if batch_size % config.num_minibatches:
         raise ConfigError(f"algo.num_minibatches={config.num_minibatches} must divide the batch of "
                           f"{batch_terms} = {batch_size} steps")
-    num_updates = total_env_steps // batch_size
-    if num_updates < 1:
-        raise ConfigError(f"total_env_steps={total_env_steps} is less than one update's batch "
-                          f"({batch_size} steps); raise it or shrink {shrink}")
-    return num_updates
+    return updates_in_budget(total_env_steps, batch_size, f"shrink {shrink}")
+
+
+def init_agent(network: Any, config: PolicyGradientConfig, env: Any, env_params: Any,
+               key: chex.PRNGKey, hp: Any) -> tuple[Any, Any, Any, chex.Array, chex.PRNGKey]:
+    """(params, optimiser state, env state, first observations, the agent's key) of a fresh agent."""
+    net_key, env_key, key = jax.random.split(key, 3)
+    obs, env_state = env.reset(env_key, env_params)
+    params = network.init(net_key, obs)
+    opt_state = optimizer(hp.max_grad_norm, hp.lr, config.adam_eps).init(params)
+    return params, opt_state, env_state, obs, key
 
 
 def optimizer(max_grad_norm: chex.Array, lr: chex.Array, adam_eps: float) -> optax.GradientTransformation:
