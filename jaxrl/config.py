@@ -21,6 +21,8 @@ from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.envs.host import BACKENDS
 from jaxrl.errors import ConfigError
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"  # package data: `load("ppo_cartpole")`
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvConfig:
@@ -476,9 +478,35 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """Reads, overrides and validates a YAML config."""
-    return from_dict(apply_overrides(read_yaml(path), overrides))
+def shipped_configs() -> list[str]:
+    """The names of the configs shipped inside the package (`ppo_cartpole`, ...)."""
+    return sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """The YAML file a config argument means: an existing file first, else the shipped config
+    of that bare name (`ppo_cartpole` or `ppo_cartpole.yaml`), from any working folder."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.name.removesuffix(".yaml")
+    shipped = shipped_configs()
+    if len(path.parts) == 1 and name in shipped:
+        return SHIPPED_CONFIGS / f"{name}.yaml"
+    listing = f"shipped configs: {', '.join(shipped)}"
+    if len(path.parts) > 1:  # a path: say so, and point at the shipped copy of the same name
+        hint = (f"{name} is a shipped config: give its bare name `{name}`" if name in shipped
+                else f"give the path of a YAML file or a shipped config's name ({listing})")
+        raise ConfigError(f"config file {path} does not exist; {hint}")
+    close = difflib.get_close_matches(name, shipped, n=1)
+    guess = f"did you mean {close[0]}? " if close else ""
+    raise ConfigError(f"unknown config {str(name_or_path)!r}: no such file and no shipped config of "
+                      f"that name; {guess}{listing} (or give the path of a YAML file)")
+
+
+def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Reads, overrides and validates a YAML config: a file, or a shipped config by name."""
+    return from_dict(apply_overrides(read_yaml(config_path(name_or_path)), overrides))
 
 
 def to_dict(config: Any) -> Any:
