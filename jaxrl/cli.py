@@ -14,7 +14,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a population from a YAML config")
     train.add_argument("config", nargs="?",
-                       help="path to a YAML config, e.g. configs/ppo_cartpole.yaml")
+                       help="a YAML config file, or a shipped config's name (e.g. ppo_cartpole)")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="config overrides such as algo.lr=1e-3 env.num_envs=8")
     train.add_argument("--seeds", type=int, help="population size (overrides `seeds`)")
@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser(
         "sweep", help="Optuna search over a config's search: space, trials batched into populations")
-    search.add_argument("config", help="a YAML config with a search: section, e.g. configs/ppo_cartpole_search.yaml")
+    search.add_argument("config", help="a YAML config (file or shipped name) with a search: section, "
+                                       "e.g. ppo_cartpole_search")
     search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     search.add_argument("--trials", type=int, required=True, help="trials in all (a continued sweep counts its earlier ones)")
     search.add_argument("--batch", type=int,
@@ -198,7 +199,8 @@ def _train(args: argparse.Namespace) -> int:
         config = resume_config(run_dir, overrides)
     else:
         if not args.config:
-            raise ConfigError("jaxrl train needs a config file (or --resume RUN_DIR)")
+            raise ConfigError("jaxrl train needs a config: a YAML file or a shipped name such as "
+                              "ppo_cartpole (or --resume RUN_DIR)")
         config = config_lib.load(args.config, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
         resume = interrupted(run_dir)

@@ -16,10 +16,12 @@ from typing import Any, Sequence
 
 import yaml
 
-from jaxrl import sweep as sweep_lib
+from jaxrl import sweep_spec
 from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.envs.host import BACKENDS
 from jaxrl.errors import ConfigError
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"  # package data: `load("ppo_cartpole")`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -356,7 +358,7 @@ def from_dict(data: dict) -> Config:
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
     algo_data = data.get("algo")
     if isinstance(algo_data, dict) and algo_data.get("name") in ALGOS:
-        data = sweep_lib.lift_inline_lists(data, sweep_lib.scalar_fields(ALGOS[algo_data["name"]].Config))
+        data = sweep_spec.lift_inline_lists(data, sweep_spec.scalar_fields(ALGOS[algo_data["name"]].Config))
     config = _single(data)
     fields = ALGOS[config.algo.name].HParams._fields
     wrong = [name for name in config.pbt.hyperparameters if name not in fields]
@@ -369,8 +371,8 @@ def from_dict(data: dict) -> Config:
         _check_search(config, data)
     if not config.sweep:
         return config
-    vmapped, static = sweep_lib.split(config.sweep)
-    in_program = [key for key in config.sweep if key != sweep_lib.STATIC]  # vmapped: grid or settings
+    vmapped, static = sweep_spec.split(config.sweep)
+    in_program = [key for key in config.sweep if key != sweep_spec.STATIC]  # vmapped: grid or settings
     if in_program and config.combine.strategy == "data_parallel":
         raise ConfigError(f"combine.strategy data_parallel averages every member's gradients into one "
                           f"learner, so a vmapped sweep ({', '.join(in_program)}) cannot vary them; move "
@@ -378,16 +380,16 @@ def from_dict(data: dict) -> Config:
     base = {k: v for k, v in data.items() if k != "sweep"}
 
     def validated(key: str, values: list) -> list:  # each value as its single run reads it
-        return [_read(_single(sweep_lib.with_values(base, {key: value})), key) for value in values]
+        return [_read(_single(sweep_spec.with_values(base, {key: value})), key) for value in values]
 
     vmapped = {key: validated(key, values) for key, values in vmapped.items()}
     static = {key: validated(key, values) for key, values in static.items()}
     settings = [{**({"name": s.name} if s.name else {}), **{k: validated(k, [v])[0] for k, v in s.values.items()}}
-                for s in sweep_lib.listed(config.sweep)]
-    checked = {**vmapped, sweep_lib.STATIC: static, **({sweep_lib.SETTINGS: settings} if settings else {})}
-    sweep_lib.check(checked, sweep_lib.vmappable_keys(ALGOS[config.algo.name], config.env.normalize_reward))
-    return dataclasses.replace(config, sweep={**vmapped, **({sweep_lib.SETTINGS: settings} if settings else {}),
-                                              **({sweep_lib.STATIC: static} if static else {})})
+                for s in sweep_spec.listed(config.sweep)]
+    checked = {**vmapped, sweep_spec.STATIC: static, **({sweep_spec.SETTINGS: settings} if settings else {})}
+    sweep_spec.check(checked, sweep_spec.vmappable_keys(ALGOS[config.algo.name], config.env.normalize_reward))
+    return dataclasses.replace(config, sweep={**vmapped, **({sweep_spec.SETTINGS: settings} if settings else {}),
+                                              **({sweep_spec.STATIC: static} if static else {})})
 
 
 def _check_search(config: Config, data: dict) -> None:
@@ -398,11 +400,11 @@ def _check_search(config: Config, data: dict) -> None:
             raise ConfigError(f"search: cannot be combined with {section}: (jaxrl sweep chooses every "
                               f"trial's settings itself); remove the {section}: section")
     base = {k: v for k, v in data.items() if k not in ("sweep", "search")}
-    for param in sweep_lib.parse_space(config.search.space):
+    for param in sweep_spec.parse_space(config.search.space):
         what = "choice" if param.kind == "categorical" else "bound"
         for value in param.bounds:
             try:
-                read = _read(_single(sweep_lib.with_values(base, {param.key: value})), param.key)
+                read = _read(_single(sweep_spec.with_values(base, {param.key: value})), param.key)
             except ConfigError as error:
                 raise ConfigError(f"search.space.{param.key}: {what} {value!r} is not a value this key "
                                   f"takes ({error})") from None
@@ -476,9 +478,35 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load(path: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """Reads, overrides and validates a YAML config."""
-    return from_dict(apply_overrides(read_yaml(path), overrides))
+def shipped_configs() -> list[str]:
+    """The names of the configs shipped inside the package (`ppo_cartpole`, ...)."""
+    return sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """The YAML file a config argument means: an existing file first, else the shipped config
+    of that bare name (`ppo_cartpole` or `ppo_cartpole.yaml`), from any working folder."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.name.removesuffix(".yaml")
+    shipped = shipped_configs()
+    if len(path.parts) == 1 and name in shipped:
+        return SHIPPED_CONFIGS / f"{name}.yaml"
+    listing = f"shipped configs: {', '.join(shipped)}"
+    if len(path.parts) > 1:  # a path: say so, and point at the shipped copy of the same name
+        hint = (f"{name} is a shipped config: give its bare name `{name}`" if name in shipped
+                else f"give the path of a YAML file or a shipped config's name ({listing})")
+        raise ConfigError(f"config file {path} does not exist; {hint}")
+    close = difflib.get_close_matches(name, shipped, n=1)
+    guess = f"did you mean {close[0]}? " if close else ""
+    raise ConfigError(f"unknown config {str(name_or_path)!r}: no such file and no shipped config of "
+                      f"that name; {guess}{listing} (or give the path of a YAML file)")
+
+
+def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Reads, overrides and validates a YAML config: a file, or a shipped config by name."""
+    return from_dict(apply_overrides(read_yaml(config_path(name_or_path)), overrides))
 
 
 def to_dict(config: Any) -> Any:

@@ -67,7 +67,7 @@ def test_make_gives_brax_spaces(pendulum):
 def test_time_limit_truncates_and_resets(pendulum, brax_step):
     env, params = pendulum
     obs0, state = env.reset(jax.random.PRNGKey(0), params)
-    brax_state = state.brax_state
+    brax_state = state.inner
     for _ in range(5):
         brax_state = brax_step(brax_state, ZERO)
     transitions, flags = run(env, params.replace(max_steps_in_episode=5), state, ZERO, 5)
@@ -76,7 +76,7 @@ def test_time_limit_truncates_and_resets(pendulum, brax_step):
     assert reward.dtype == jnp.float32 and terminated.dtype == truncated.dtype == jnp.bool_
     np.testing.assert_allclose(info["final_observation"], brax_state.obs, atol=1e-5)
     assert int(state.time) == 0 and not np.allclose(obs, info["final_observation"])
-    np.testing.assert_array_equal(obs, state.brax_state.obs)
+    np.testing.assert_array_equal(obs, state.inner.obs)
 
 
 def test_auto_reset_draws_fresh_states(pendulum):
@@ -109,14 +109,14 @@ def test_action_repeat_sums_rewards_and_counts_agent_steps(brax_step):
     env, params = envs.make("brax/inverted_pendulum", action_repeat=2, episode_length=3)
     _, state = env.reset(jax.random.PRNGKey(0), params)
     # one agent step = two brax steps with the same action
-    once = brax_step(state.brax_state, ZERO)
+    once = brax_step(state.inner, ZERO)
     twice = brax_step(once, ZERO)
     obs, next_state, reward, *_ = env.step(jax.random.PRNGKey(0), state, ZERO, params)
     np.testing.assert_allclose(obs, twice.obs, atol=1e-5)
     assert float(reward) == pytest.approx(float(once.reward) + float(twice.reward)) == 2.0
     assert run(env, params, next_state, ZERO, 2)[1] == [(False, False), (False, True)]
     # the pendulum falls on the first sub-step of agent step 4: the second one is masked out
-    brax_state = state.brax_state
+    brax_state = state.inner
     for _ in range(6):
         brax_state = brax_step(brax_state, PUSH)
     fell = brax_step(brax_state, PUSH)

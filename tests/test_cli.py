@@ -110,6 +110,7 @@ def test_existing_run_folder_is_never_overwritten(tiny_run):
     (["configs/ppo_cartpole.yaml", "algo.num_minibatches=7"], "algo.num_minibatches=7 must divide"),
     (["configs/ppo_cartpole.yaml", "env.num_envs=two"], "env.num_envs must be an integer"),
     (["configs/no_such.yaml"], "does not exist"),
+    (["ppo_cartpol"], "did you mean ppo_cartpole?"),
     (["configs/ppo_cartpole.yaml", "--seeds", "0"], "seeds must be at least 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
@@ -119,6 +120,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], done.stderr
     assert not run_dir.exists()
+
+
+def test_train_takes_a_shipped_config_by_name_outside_the_repo(tmp_path):
+    """From a folder with no configs/ and jaxrl only on PYTHONPATH, `train ppo_cartpole` finds
+    the config shipped inside the package."""
+    env = {**{k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}, "PYTHONPATH": str(ROOT)}
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "jaxrl.cli", "train", "ppo_cartpole", "--seeds", "1", "--no-progress",
+         "--run-dir", str(run_dir), "total_env_steps=256", "log_every_env_steps=128", "env.num_envs=4",
+         "algo.num_steps=32", "eval.episodes=1", "eval.every_env_steps=0", "eval.max_steps=20"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "summary.json").is_file()
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["env"]["id"] == "CartPole-v1"
 
 
 def test_envs_lists_gymnax_and_probe_ids():

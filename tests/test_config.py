@@ -1,5 +1,8 @@
 """Config validation: every bad input is one ConfigError that names the key and the value."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,37 @@ def test_shipped_configs_load(path):
     config = config_lib.load(path)
     assert config.algo.name == path.name.split("_")[0].replace("rainbow", "dqn")
     assert config.total_env_steps > 0
+
+
+def test_shipped_configs_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert config_lib.shipped_configs() == sorted(p.stem for p in CONFIGS.glob("*.yaml"))
+    shipped = config_lib.load(CONFIGS / "ppo_cartpole.yaml")
+    assert config_lib.load("ppo_cartpole") == config_lib.load("ppo_cartpole.yaml") == shipped
+    (tmp_path / "ppo_cartpole.yaml").write_text((CONFIGS / "ppo_cartpole.yaml").read_text() + "seeds: 3\n")
+    assert config_lib.load("ppo_cartpole.yaml").seeds == 3  # an existing file wins
+    assert config_lib.load("ppo_cartpole").seeds == shipped.seeds
+
+
+def test_unknown_config_names_list_the_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as error:
+        config_lib.load("ppo_cartpol")
+    message = str(error.value)
+    assert "\n" not in message and "did you mean ppo_cartpole?" in message
+    assert all(name in message for name in config_lib.shipped_configs())
+    with pytest.raises(ConfigError, match="configs/ppo_cartpole.yaml does not exist; .*`ppo_cartpole`"):
+        config_lib.load("configs/ppo_cartpole.yaml")  # no configs/ folder here
+
+
+def test_shipped_config_loads_outside_the_repo(tmp_path):
+    """A fresh interpreter in a folder with no configs/, jaxrl only on PYTHONPATH."""
+    code = "from jaxrl import config; print(config.load('ppo_cartpole').env.id)"
+    env = {**os.environ, "PYTHONPATH": str(CONFIGS.parent)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "CartPole-v1"
 
 
 def test_dqn_reference_config_matches_reference_settings():

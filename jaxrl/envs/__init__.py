@@ -11,6 +11,11 @@ from jaxrl.envs.core import (
 from jaxrl.envs.wrappers import (
     EpisodeStatistics, FlattenObservation, NormalizeObservation, NormalizeReward, RunningMeanStd,
 )
+from jaxrl.envs.adapters import (
+    AdaptedEnv, AdapterParams, AdapterState, BraxStyleEnv, from_brax, from_functions,
+)
+from jaxrl.envs.check import check_env, env_name
+from jaxrl.errors import ConfigError
 
 from jaxrl.envs.brax_env import register_brax
 from jaxrl.envs.movie_rec import register_movie_rec
@@ -24,6 +29,8 @@ __all__ = [
     "Environment", "EnvParams", "EnvState", "UnknownEnvError", "VecEnv", "Wrapper", "spaces",
     "make", "register", "registered_ids", "describe_space", "make_vec", "EpisodeStatistics",
     "FlattenObservation", "NormalizeObservation", "NormalizeReward", "RunningMeanStd",
+    "check_env", "from_functions", "from_brax", "AdaptedEnv", "BraxStyleEnv", "AdapterParams",
+    "AdapterState",
 ]
 
 
@@ -43,7 +50,8 @@ def make_vec(
     """A batched env ready for training: `num_envs` copies with episode statistics first.
 
     `env` is an id for `make` or a single env object following the gymnax 1.0 protocol
-    (then `env_params` defaults to its `default_params`). `update_stats=False` freezes the
+    (then `env_params` defaults to its `default_params`); either is checked against the
+    protocol once (`check_env`, one abstract step). `update_stats=False` freezes the
     normalisation statistics, as evaluation wants. `group_size` > 1 makes groups of copies
     that share their randomness (see `VecEnv`), as GRPO wants.
     """
@@ -51,7 +59,11 @@ def make_vec(
         env, default_params = make(env, **(env_kwargs or {}))
         env_params = default_params if env_params is None else env_params
     elif env_params is None:
+        if not hasattr(env, "default_params"):
+            raise ConfigError(f"{env_name(env)} has no default_params; pass env_params= to make_vec "
+                              f"or give the env a default_params property")
         env_params = env.default_params
+    check_env(env, env_params)
     vec: Any = EpisodeStatistics(VecEnv(env, num_envs, group_size))
     if flatten_obs:
         vec = FlattenObservation(vec)

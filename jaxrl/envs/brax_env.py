@@ -2,9 +2,9 @@
 
 Brax is an optional extra (`pip install "jaxrl[brax]"`) and slow to import, so the ids are
 registered without it and brax is imported only when one is made. Only `brax.envs` is used,
-and none of brax's wrappers: its AutoResetWrapper restarts every episode from one cached
-first state, whereas gymnax's `step` (used here) resets to a state freshly drawn with the
-step's key.
+behind `jaxrl.envs.adapters.from_brax`, and none of brax's wrappers: its AutoResetWrapper
+restarts every episode from one cached first state, whereas the adapter resets to a state
+freshly drawn with the step's key.
 
 `terminated` is the env's own end (hopper falls, pendulum tips over, brax's `done`);
 `truncated` is the time limit `params.max_steps_in_episode` (the `episode_length` kwarg),
@@ -22,12 +22,10 @@ import io
 from importlib.metadata import version
 from typing import Any, Callable
 
-import chex
 import jax
 import jax.numpy as jnp
-from flax import struct
-from gymnax.environments import environment, spaces
 
+from jaxrl.envs.adapters import AdapterParams, BraxStyleEnv, from_brax
 from jaxrl.errors import ConfigError
 
 BRAX_ENVS = (
@@ -38,71 +36,6 @@ BACKENDS = ("generalized", "positional", "spring", "mjx")
 ONLY_BACKENDS = {"swimmer": ("generalized",)}  # brax implements swimmer for generalized only
 DEFAULT_BACKEND = "positional"  # brax's fast and stable approximation (position-based dynamics)
 INSTALL_HINT = 'pip install "jaxrl[brax]"'
-
-
-@struct.dataclass
-class BraxEnvState(environment.EnvState):
-    brax_state: Any  # brax.envs.State: physics pipeline state, obs, reward, done, metrics, info
-
-
-@struct.dataclass
-class BraxEnvParams(environment.EnvParams):
-    max_steps_in_episode: int = 1000  # agent steps, each `action_repeat` brax steps
-
-
-class BraxEnv(environment.Environment):
-    """One brax env; `action_repeat` brax steps per agent step with the same action."""
-
-    def __init__(self, brax_env: Any, env_id: str, action_repeat: int = 1):
-        super().__init__()
-        self.brax_env = brax_env
-        self.env_id = env_id
-        self.action_repeat = action_repeat
-        # brax's `observation_size` runs an eager (slow) reset; the shape alone is enough here.
-        self.obs_size = jax.eval_shape(brax_env.reset, jax.random.PRNGKey(0)).obs.shape[-1]
-
-    @property
-    def default_params(self) -> BraxEnvParams:
-        return BraxEnvParams()
-
-    @property
-    def name(self) -> str:
-        return self.env_id
-
-    def reset_env(self, key: chex.PRNGKey, params: BraxEnvParams) -> tuple[chex.Array, BraxEnvState]:
-        brax_state = self.brax_env.reset(key)
-        return brax_state.obs, BraxEnvState(time=jnp.int32(0), brax_state=brax_state)
-
-    def step_env(self, key: chex.PRNGKey, state: BraxEnvState, action: chex.Array, params: BraxEnvParams
-                 ) -> tuple[chex.Array, BraxEnvState, chex.Array, chex.Array, dict]:
-        action = jnp.clip(jnp.asarray(action, jnp.float32), -1.0, 1.0)
-        brax_state, reward = self._repeat(state.brax_state, action)
-        new_state = BraxEnvState(time=state.time + 1, brax_state=brax_state)
-        return brax_state.obs, new_state, reward, brax_state.done > 0, {}
-
-    def _repeat(self, brax_state: Any, action: chex.Array) -> tuple[Any, chex.Array]:
-        """`action_repeat` brax steps, summing rewards; sub-steps after `done` change nothing."""
-
-        def sub_step(carry, _):
-            state, total = carry
-            stopped = state.done > 0
-            stepped = self.brax_env.step(state, action)
-            state = jax.tree.map(lambda old, new: jnp.where(stopped, old, new), state, stepped)
-            return (state, total + jnp.where(stopped, 0.0, stepped.reward)), None
-
-        (brax_state, reward), _ = jax.lax.scan(
-            sub_step, (brax_state, jnp.float32(0.0)), length=self.action_repeat)
-        return brax_state, reward
-
-    def is_truncated(self, state: BraxEnvState, params: BraxEnvParams) -> chex.Array:
-        """The time limit, unless the env terminated on that same step."""
-        return jnp.logical_and(state.time >= params.max_steps_in_episode, state.brax_state.done <= 0)
-
-    def action_space(self, params: BraxEnvParams | None = None) -> spaces.Box:
-        return spaces.Box(-1.0, 1.0, (self.brax_env.action_size,), jnp.float32)
-
-    def observation_space(self, params: BraxEnvParams | None = None) -> spaces.Box:
-        return spaces.Box(-jnp.inf, jnp.inf, (self.obs_size,), jnp.float32)
 
 
 def _import_brax_envs() -> Any:
@@ -126,15 +59,15 @@ def _brax_kwargs(env_class: type, pipeline_class: type) -> set[str]:
     return names - {"self", "sys", "backend"}
 
 
-def _build(envs: Any, name: str, backend: str, action_repeat: int, params: BraxEnvParams,
-           kwargs: dict[str, Any]) -> BraxEnv:
+def _build(envs: Any, name: str, backend: str, action_repeat: int, params: AdapterParams,
+           kwargs: dict[str, Any]) -> BraxStyleEnv:
     """The env, once it has traced a reset and a step (no compile): a bad kwarg value or a
     brax/jax mismatch fails here, readably, not at the first jit deep inside training
     (brax 0.14.2's swimmer fails so on jax >= 0.10)."""
     key = jax.random.PRNGKey(0)
     try:
-        env = BraxEnv(envs.get_environment(name, backend=backend, **kwargs), f"brax/{name}",
-                      action_repeat)
+        env, _ = from_brax(envs.get_environment(name, backend=backend, **kwargs), name=f"brax/{name}",
+                           action_repeat=action_repeat, max_steps=params.max_steps_in_episode)
         _, state = jax.eval_shape(env.reset, key, params)
         jax.eval_shape(env.step, key, state, jnp.zeros(env.action_space(params).shape), params)
     except Exception as error:  # whatever brax raises, this env cannot run as configured
@@ -151,7 +84,7 @@ def _check_positive_int(value: Any, key: str, env_id: str) -> None:
 
 
 def make_brax(name: str, backend: str | None = None, episode_length: int = 1000,
-              action_repeat: int = 1, **kwargs: Any) -> tuple[BraxEnv, BraxEnvParams]:
+              action_repeat: int = 1, **kwargs: Any) -> tuple[BraxStyleEnv, AdapterParams]:
     """Build `brax/<name>`; other kwargs go to `brax.envs.get_environment`."""
     env_id = f"brax/{name}"
     valid = ONLY_BACKENDS.get(name, BACKENDS)
@@ -169,12 +102,12 @@ def make_brax(name: str, backend: str | None = None, episode_length: int = 1000,
         raise ConfigError(
             f"{env_id}: unknown env.kwargs {', '.join(unknown)}; it accepts backend, episode_length, "
             f"action_repeat, {', '.join(sorted(accepted))}")
-    params = BraxEnvParams(max_steps_in_episode=episode_length)
+    params = AdapterParams(max_steps_in_episode=episode_length)
     return _build(envs, name, backend, action_repeat, params, kwargs), params
 
 
-def _factory(name: str) -> Callable[..., tuple[BraxEnv, BraxEnvParams]]:
-    def make(**kwargs: Any) -> tuple[BraxEnv, BraxEnvParams]:
+def _factory(name: str) -> Callable[..., tuple[BraxStyleEnv, AdapterParams]]:
+    def make(**kwargs: Any) -> tuple[BraxStyleEnv, AdapterParams]:
         return make_brax(name, **kwargs)
     return make
 
