@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 
 from jaxrl.bench import common
+from jaxrl.bench.common import eval_cell, fmt_range, paired_ratios, summary  # noqa: F401  (the suite's helpers)
 
 REJAX_VERSION = "0.1.3"
 REJAX_GYMNAX = "0.0.9"  # the last gymnax before 1.0 split `done` into terminated/truncated
@@ -124,26 +125,6 @@ DIFFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
 
 # ---- pure helpers ------------------------------------------------------------------------
 
-def summary(values: Sequence[float]) -> dict[str, float] | None:
-    """Median, min and max of repeated measurements (None when there are none)."""
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def paired_ratios(ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]], key: str = "steady_sps"
-                  ) -> list[float]:
-    """ours/theirs of `key` per repeat, pairing runs of the same repeat (same machine state);
-    repeats where either side failed are left out."""
-    theirs_by_repeat = {run.get("repeat"): run for run in theirs if run.get("status") == "ok"}
-    ratios = []
-    for run in ours:
-        other = theirs_by_repeat.get(run.get("repeat"))
-        if run.get("status") == "ok" and other and run.get(key) and other.get(key):
-            ratios.append(run[key] / other[key])
-    return ratios
-
-
 def aggregate_processes(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One population measurement from concurrent single-seed processes: SPS and memory summed
     (they ran at the same time), per-seed returns concatenated, compile seconds their median.
@@ -193,26 +174,6 @@ def concurrent_processes(seeds: int, cores: int) -> int:
     """How many single-seed SB3/sbx processes a population row measures at once: one per core
     (the population would run as waves of this many), never more than the seeds."""
     return max(1, min(seeds, cores))
-
-
-def fmt_range(center: float | None, low: float | None, high: float | None, digits: int = 0,
-              suffix: str = "") -> str:
-    """`center [low–high]` (the range only when it is one), `–` when there is no value."""
-    if center is None:
-        return "–"
-    text = common.fmt(center, digits, suffix)
-    if low is not None and high is not None and (low != high):
-        text += f" [{common.fmt(low, digits)}–{common.fmt(high, digits)}]"
-    return text
-
-
-def eval_cell(per_seed: Sequence[float] | None) -> str:
-    """`mean / IQM` of the per-seed greedy returns."""
-    if not per_seed:
-        return "–"
-    from jaxrl.analysis.stats import iqm  # the same IQM as every jaxrl summary
-
-    return f"{sum(per_seed) / len(per_seed):.1f} / {iqm(per_seed):.1f}"
 
 
 def seeds_cell(system: str, seeds: int, processes: int | None) -> str:
@@ -451,12 +412,6 @@ def peer_env(rejax: bool = False) -> dict[str, str]:
     return env
 
 
-def run_jaxrl(spec: dict[str, Any], timeout: float, record: dict[str, Any]) -> dict[str, Any]:
-    """One jaxrl population in a fresh `jaxrl.bench.worker` process."""
-    return common.run_in_process([sys.executable, "-m", "jaxrl.bench.worker", json.dumps(spec)],
-                                 common.jaxrl_worker_env(), timeout, record)
-
-
 def run_rejax(python: Path, spec: dict[str, Any], timeout: float, record: dict[str, Any]) -> dict[str, Any]:
     """One rejax population in a fresh process of the rejax environment's interpreter."""
     return common.run_in_process([str(python), str(WORKERS / "rejax_worker.py"), json.dumps(spec)],
@@ -493,7 +448,7 @@ def measure(system: str, workload: Workload, config: Any, config_dir: Path, budg
     episodes = config.eval.episodes
     if system == "jaxrl":
         spec = jaxrl_spec(workload, config_dir, budget, seeds, steps)
-        return run_jaxrl(spec, timeout, record | {"spec": spec})
+        return common.run_jaxrl(spec, timeout, record | {"spec": spec})
     if system == "rejax":
         spec = rejax_spec(config, seeds, steps, episodes)
         return run_rejax(rejax_python, spec, timeout, record | {"spec": spec})
