@@ -97,8 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("envs", help="list the env ids that `env.id` accepts")
 
     bench = commands.add_parser(
-        "bench", help="benchmark suites: throughput, peers (rejax, SB3, sbx), quality vs references")
-    bench.add_argument("suite", help="throughput | peers | quality")
+        "bench", help="benchmark suites: throughput, peers (reference, rejax, SB3, sbx), quality vs references, "
+                      "rainbow parts, scale, checkpoint, host envs, sweep, search")
+    bench.add_argument("suite", help="throughput | peers | quality | rainbow | scale | checkpoint | host | sweep | search")
     bench.add_argument("--budget", default="quick",
                        help="tiny (a smoke test), quick (minutes, default) or full (the committed figures)")
     bench.add_argument("--out", help="results folder (default benchmarks/results/<machine kind>/)")
