@@ -1,8 +1,8 @@
 """`jaxrl bench SUITE`: named benchmark suites whose tables and plots are the README's figures.
 
 - `throughput`: steady SPS, compile seconds and peak memory per algorithm and population size;
-- `peers`: the same workloads with identical hyperparameters against rejax, stable-baselines3
-  and sbx, side by side in one session, with ours/theirs ratios;
+- `peers`: the same workloads with identical hyperparameters against the in-repo single-file
+  reference, rejax, stable-baselines3 and sbx, side by side in one session, with ours/theirs ratios;
 - `quality`: each shipped config's greedy-eval IQM next to the reference figures;
 - `rainbow`: what each Rainbow part costs in steady SPS, against plain DQN;
 - `scale`: steady SPS against population size and device count, compile time with and without
