@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from jaxrl.runtime import enable_compilation_cache as _enable_compilation_cache
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,8 +98,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("envs", help="list the env ids that `env.id` accepts")
 
     bench = commands.add_parser(
-        "bench", help="benchmark suites: throughput, peers (rejax, SB3, sbx), quality vs references")
-    bench.add_argument("suite", help="throughput | peers | quality")
+        "bench", help="benchmark suites: throughput, peers (reference, rejax, SB3, sbx), quality vs references, "
+                      "rainbow parts, scale, checkpoint, host envs, sweep, search")
+    bench.add_argument("suite", help="throughput | peers | quality | rainbow | scale | checkpoint | host | sweep | search")
     bench.add_argument("--budget", default="quick",
                        help="tiny (a smoke test), quick (minutes, default) or full (the committed figures)")
     bench.add_argument("--out", help="results folder (default benchmarks/results/<machine kind>/)")
@@ -129,20 +131,6 @@ def _quiet_libraries() -> None:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
-
-
-def _enable_compilation_cache(location: str | None = None) -> None:
-    """Persistent XLA cache, so a second run of the same config skips most compiling: in
-    `location` (--compilation-cache; `off` disables it), else $JAXRL_COMPILATION_CACHE, else
-    ~/.cache/jaxrl/xla."""
-    import jax
-
-    cache = location or os.environ.get("JAXRL_COMPILATION_CACHE", str(Path.home() / ".cache" / "jaxrl" / "xla"))
-    if cache.lower() in ("off", "none", "0"):
-        jax.config.update("jax_enable_compilation_cache", False)
-    elif cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # every program, so a rerun compiles nothing
 
 
 SIZE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,

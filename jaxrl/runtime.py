@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import MutableMapping
 
 _INTERRUPTED = threading.Event()
@@ -22,6 +23,20 @@ def cpu_defaults(devices: int | None = None, environ: MutableMapping[str, str] =
         environ["JAX_NUM_CPU_DEVICES"] = str(devices or os.cpu_count() or 1)
     if "xla_cpu_multi_thread_eigen" not in flags:
         environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+
+
+def enable_compilation_cache(location: str | None = None) -> None:
+    """Persistent XLA cache, so a second run of the same config skips most compiling: in
+    `location` (--compilation-cache; `off` disables it), else $JAXRL_COMPILATION_CACHE, else
+    ~/.cache/jaxrl/xla."""
+    import jax
+
+    cache = location or os.environ.get("JAXRL_COMPILATION_CACHE", str(Path.home() / ".cache" / "jaxrl" / "xla"))
+    if cache.lower() in ("off", "none", "0"):
+        jax.config.update("jax_enable_compilation_cache", False)
+    elif cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)  # every program, so a rerun compiles nothing
 
 
 def catch_interrupts() -> None:

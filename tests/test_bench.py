@@ -1,5 +1,6 @@
 """`jaxrl bench throughput | quality`: the pieces that decide budgets, marks and medians, and a
-real tiny-budget run of each suite through the CLI producing well-formed tables and plots."""
+real tiny-budget run of each suite through the CLI producing well-formed tables and plots; bad
+arguments to any suite (tests/test_bench_suites.py runs the other suites)."""
 
 from __future__ import annotations
 
@@ -156,6 +157,8 @@ def test_tiny_quality_suite_marks_rows_and_lists_what_it_did_not_run(tmp_path):
     (["quality", "--reuse", "/no/such/folder"], "no such folder"),
     (["quality", "--repeats", "0"], "--repeats must be at least 1"),
     (["throughput", "--merge"], "--merge applies to the throughput suite with --only ROW"),
+    (["scale", "--only", "size", "nope"], "unknown scale row(s) nope: choose from size, devices, cache"),
+    (["sweep", "--reuse", "."], "--reuse and --max-cpu-hours apply to the quality suite only"),
 ])
 def test_bad_bench_arguments_exit_2_with_one_line(args, message, tmp_path):
     done = _cli(*args, "--out", str(tmp_path / "out"), timeout=120)

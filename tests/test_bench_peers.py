@@ -112,6 +112,12 @@ def test_peer_settings_follow_the_reference_configs():
     assert sb3["policy"] == {"activation": "tanh", "optimizer_kwargs": {"eps": 1e-5},
                              "net_arch": {"pi": [64, 64], "vf": [64, 64]}, "ortho_init": True}
     assert sb3["num_envs"] == 4 and sb3["anneal_lr"] is True
+    reference = peers.reference_spec(config, 64, 99_840, 10)
+    assert reference["config"] == {  # PureJaxRL's names, the config's values
+        "ENV_NAME": "CartPole-v1", "NUM_ENVS": 4, "TOTAL_TIMESTEPS": 99_840, "LR": 2.5e-4, "GAMMA": 0.99,
+        "NUM_STEPS": 128, "UPDATE_EPOCHS": 4, "NUM_MINIBATCHES": 4, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2,
+        "ENT_COEF": 0.01, "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5, "ADAM_EPS": 1e-5, "ANNEAL_LR": True}
+    assert (reference["algo"], reference["seeds"], reference["eval_episodes"]) == ("ppo", 64, 10)
 
     config = peers.load_config(DQN, configs_folder(), "full")
     rejax = peers.rejax_spec(config, 16, 100_000, 10)
@@ -128,6 +134,11 @@ def test_peer_settings_follow_the_reference_configs():
                              "exploration_final_eps": 0.05, "max_grad_norm": None}
     assert sb3["policy"] == {"activation": "relu", "optimizer_kwargs": {"eps": 1e-8}, "net_arch": [120, 84]}
     assert "max_grad_norm" not in peers.sb3_spec(config, "sbx", 3, 100_000, 10)["kwargs"]
+    assert peers.reference_spec(config, 16, 100_000, 10)["config"] == {
+        "ENV_NAME": "CartPole-v1", "NUM_ENVS": 10, "TOTAL_TIMESTEPS": 100_000, "LR": 2.5e-4, "GAMMA": 0.99,
+        "BUFFER_SIZE": 10_000, "BUFFER_BATCH_SIZE": 128, "EPSILON_START": 1.0, "EPSILON_FINISH": 0.05,
+        "EPSILON_ANNEAL_TIME": 50_000, "TARGET_UPDATE_INTERVAL": 500, "LEARNING_STARTS": 10_000,
+        "TRAINING_INTERVAL": 10, "TAU": 1.0}
     tiny = peers.load_config(DQN, configs_folder(), "tiny")
     assert peers.sb3_spec(tiny, "sb3", 0, 3000, 10)["kwargs"]["learning_starts"] == 1000
     assert peers.rejax_spec(tiny, 2, 3000, 10)["settings"]["fill_buffer"] == 1000
@@ -135,7 +146,7 @@ def test_peer_settings_follow_the_reference_configs():
 
 def test_every_peer_has_its_differences_listed():
     for algo in ("ppo", "dqn"):
-        assert {system for system, _ in peers.DIFFERENCES[algo]} == {"rejax", "sb3", "sbx"}
+        assert {system for system, _ in peers.DIFFERENCES[algo]} == set(peers.SYSTEMS) - {"jaxrl"}
 
 
 def test_unavailable_peers_are_rows_not_crashes():
@@ -171,9 +182,9 @@ def test_a_venv_counts_as_complete_only_with_its_marker(tmp_path):
 RATIO = re.compile(r"^(\d+\.\d+)×")
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_tiny_run_against_real_peers(tmp_path, capsys):
-    """The whole suite at the tiny budget on PPO (all four systems at 1 and 2 seeds, the rejax
+    """The whole suite at the tiny budget on PPO (all five systems at 1 and 2 seeds, the rejax
     environment created if missing), then each peer's DQN worker once."""
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("sbx")
@@ -187,7 +198,7 @@ def test_tiny_run_against_real_peers(tmp_path, capsys):
     lines = markdown.splitlines()
     head = lines.index(next(line for line in lines if line.startswith("| workload | system |")))
     assert set(lines[head + 1]) <= set("|-") and lines[head + 1].count("|") == 10
-    table = [line.split("|")[1:-1] for line in lines[head + 2:head + 10]]
+    table = [line.split("|")[1:-1] for line in lines[head + 2:head + 12]]
     assert all(len(cells) == 9 for cells in table)
     assert sorted((cells[1].strip(), cells[2].strip().split()[0]) for cells in table) == sorted(
         (peers.LABELS[system], str(seeds)) for system in peers.SYSTEMS for seeds in (1, 2))
@@ -196,8 +207,8 @@ def test_tiny_run_against_real_peers(tmp_path, capsys):
         if cells[1].strip() != "jaxrl":
             assert float(RATIO.match(cells[6].strip()).group(1)) > 0, cells
     ratios = [line.split("|")[1:-1] for line in lines if line.startswith("| PPO CartPole-v1 | jaxrl / ")]
-    # 3 peers at 1 seed; at 2 seeds 3 at equal size and SB3/sbx also one process at a time
-    assert len(ratios) == 8 and all(float(RATIO.match(cells[4].strip()).group(1)) > 0 for cells in ratios)
+    # 4 peers at 1 seed; at 2 seeds 4 at equal size and SB3/sbx also one process at a time
+    assert len(ratios) == 10 and all(float(RATIO.match(cells[4].strip()).group(1)) > 0 for cells in ratios)
     assert sum("one process at a time" in cells[3] for cells in ratios) == 2
 
     png = (tmp_path / "peers_ratios.png").read_bytes()
@@ -206,15 +217,17 @@ def test_tiny_run_against_real_peers(tmp_path, capsys):
 
     assert matplotlib.image.imread(tmp_path / "peers_ratios.png").shape[0] > 100
     payload = json.loads((tmp_path / "peers.json").read_text())
-    assert len(payload["runs"]) == 8 and all(run["status"] == "ok" for run in payload["runs"])
-    assert len(payload["ratios"]) == 8 and payload["plan"]["ppo-cartpole"]["single"] == 4096
+    assert len(payload["runs"]) == 10 and all(run["status"] == "ok" for run in payload["runs"])
+    assert len(payload["ratios"]) == 10 and payload["plan"]["ppo-cartpole"]["single"] == 4096
 
     python, why = peers.ensure_rejax_venv()  # already there: the run above made it
     assert why is None
     config = peers.load_config(DQN, configs_folder(), "tiny")
-    rejax = peers.run_rejax(python, peers.rejax_spec(config, 2, 3000, 2), 300.0, {})
-    assert rejax["status"] == "ok", rejax.get("error")
-    assert rejax["env_steps_per_seed"] == 3000 and len(rejax["final_eval"]["per_seed"]) == 2
+    for interpreter, worker, spec in ((python, "rejax_worker.py", peers.rejax_spec(config, 2, 3000, 2)),
+                                      (sys.executable, "reference_worker.py", peers.reference_spec(config, 2, 3000, 2))):
+        record = peers.run_population(interpreter, worker, spec, 300.0, {})
+        assert record["status"] == "ok", record.get("error")
+        assert record["env_steps_per_seed"] == 3000 and len(record["final_eval"]["per_seed"]) == 2
     for library in ("sb3", "sbx"):
         record = peers.run_sb3([peers.sb3_spec(config, library, 0, 3000, 2)], 300.0, {})
         assert record["status"] == "ok", record.get("error")

@@ -1,9 +1,17 @@
 """`jaxrl bench SUITE`: named benchmark suites whose tables and plots are the README's figures.
 
 - `throughput`: steady SPS, compile seconds and peak memory per algorithm and population size;
-- `peers`: the same workloads with identical hyperparameters against rejax, stable-baselines3
-  and sbx, side by side in one session, with ours/theirs ratios;
-- `quality`: each shipped config's greedy-eval IQM next to the reference figures.
+- `peers`: the same workloads with identical hyperparameters against the in-repo single-file
+  reference, rejax, stable-baselines3 and sbx, side by side in one session, with ours/theirs ratios;
+- `quality`: each shipped config's greedy-eval IQM next to the reference figures;
+- `rainbow`: what each Rainbow part costs in steady SPS, against plain DQN;
+- `scale`: steady SPS against population size and device count, compile time with and without
+  the persistent compilation cache;
+- `checkpoint`: each save's seconds, the checkpoint's size and the saves' share of training time;
+- `host`: random-action steps/s of gymnasium's vector envs, jaxrl's host backends and EnvPool;
+- `sweep`: wall time of one Optuna sweep batched into populations, one trial at a time, and
+  one `jaxrl train` process per trial;
+- `search`: a batched sweep's best trial against the shipped config, trained again on fresh seeds.
 
 Every measurement is a fresh process; results go to `benchmarks/results/<machine kind>/`.
 """
@@ -17,7 +25,7 @@ from typing import Any, Sequence
 from jaxrl.bench.common import BUDGETS, Budget
 from jaxrl.errors import ConfigError
 
-SUITES = ("throughput", "peers", "quality")
+SUITES = ("throughput", "peers", "quality", "rainbow", "scale", "checkpoint", "host", "sweep", "search")
 DEFAULT_REPEATS = {"tiny": 1, "quick": 1, "full": 3}
 REPO = Path(__file__).resolve().parents[2]
 

@@ -129,39 +129,67 @@ def header(title: str, machine: dict[str, Any], budget: Budget, notes: Iterable[
             *[f"- {note}" for note in notes], ""]
 
 
-def jaxrl_worker_env(devices: int | None = None) -> dict[str, str]:
-    """A worker's environment: exactly `jaxrl train`'s CPU defaults (one device per core, Eigen
-    threads off) and no persistent compilation cache, so compile seconds are real."""
+def jaxrl_worker_env(devices: int | None = None, compilation_cache: bool = False) -> dict[str, str]:
+    """A worker's environment: exactly `jaxrl train`'s CPU defaults (one device per core, or
+    `devices`; Eigen threads off) and no persistent compilation cache, so compile seconds are
+    real (`compilation_cache`: leave JAX's cache switch alone, for a process given a cache folder)."""
     from jaxrl.runtime import cpu_defaults
 
     env = {k: v for k, v in os.environ.items()
            if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR",
                         "JAX_ENABLE_COMPILATION_CACHE")}
     cpu_defaults(devices, environ=env)
-    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    if not compilation_cache:
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     env["JAXRL_COMPILATION_CACHE"] = "off"
     return env
+
+
+def run_command(command: Sequence[str], env: dict[str, str] | None, timeout: float, record: dict[str, Any],
+                cwd: str | Path | None = None) -> subprocess.CompletedProcess | None:
+    """Runs `command` as a fresh process; `record` gains its wall seconds (`process_seconds`)
+    and, unless it exits 0 in time, status error/timeout with the reason (then returns None)."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(list(command), env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        record.update(status="timeout", error=f"no result within {timeout:.0f} s")
+        return None
+    finally:
+        record["process_seconds"] = round(time.perf_counter() - start, 2)
+    if done.returncode != 0:
+        record.update(status="error", error=f"exit {done.returncode}: " + last_lines(done))
+        return None
+    record["status"] = "ok"
+    return done
+
+
+def last_lines(done: subprocess.CompletedProcess, count: int = 4) -> str:
+    """The last lines a finished process wrote (stderr, else stdout), joined by ` | `."""
+    return " | ".join((done.stderr or done.stdout).strip().splitlines()[-count:])
 
 
 def run_in_process(command: Sequence[str], env: dict[str, str] | None, timeout: float,
                    record: dict[str, Any], cwd: str | Path | None = None) -> dict[str, Any]:
     """Runs one measurement as a fresh process that prints `RESULT_PREFIX <json>`; `record`
     gains that result (status ok) or the reason there is none (status error/timeout)."""
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(list(command), env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
-    except subprocess.TimeoutExpired:
-        record.update(status="timeout", error=f"no result within {timeout:.0f} s")
+    done = run_command(command, env, timeout, record, cwd)
+    if done is None:
         return record
-    finally:
-        record["process_seconds"] = round(time.perf_counter() - start, 2)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-4:]
-        record.update(status="error", error=f"exit {done.returncode}: " + " | ".join(tail))
+    if not lines:
+        record.update(status="error", error="exit 0 without a result: " + last_lines(done))
         return record
     record.update(json.loads(lines[-1][len(RESULT_PREFIX):]), status="ok")
     return record
+
+
+def run_jaxrl(spec: dict[str, Any], timeout: float, record: dict[str, Any],
+              env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One jaxrl training run in a fresh `jaxrl.bench.worker` process (what `jaxrl train` runs),
+    with the worker environment unless `env` is given."""
+    return run_in_process([sys.executable, "-m", "jaxrl.bench.worker", json.dumps(spec)],
+                          env or jaxrl_worker_env(), timeout, record)
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -208,7 +236,8 @@ def write_report(out_dir: Path, name: str, markdown: str, payload: dict[str, Any
     return written
 
 
-EXTRA_MODULES = {"brax": "brax", "box2d": "Box2D", "atari": "ale_py", "peers": "stable_baselines3"}
+EXTRA_MODULES = {"brax": "brax", "box2d": "Box2D", "atari": "ale_py", "peers": "stable_baselines3",
+                 "envpool": "envpool", "optuna": "optuna"}
 
 
 def missing_extra(extra: str | None) -> str | None:
@@ -226,3 +255,43 @@ def fmt(value: float | None, digits: int = 0, suffix: str = "") -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "–"
     return f"{value:,.{digits}f}{suffix}"
+
+
+def summary(values: Sequence[float]) -> dict[str, float] | None:
+    """Median, min and max of repeated measurements (None when there are none)."""
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def paired_ratios(ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]], key: str = "steady_sps"
+                  ) -> list[float]:
+    """ours/theirs of `key` per repeat, pairing runs of the same repeat (same machine state);
+    repeats where either side failed are left out."""
+    theirs_by_repeat = {run.get("repeat"): run for run in theirs if run.get("status") == "ok"}
+    ratios = []
+    for run in ours:
+        other = theirs_by_repeat.get(run.get("repeat"))
+        if run.get("status") == "ok" and other and run.get(key) and other.get(key):
+            ratios.append(run[key] / other[key])
+    return ratios
+
+
+def fmt_range(center: float | None, low: float | None, high: float | None, digits: int = 0,
+              suffix: str = "") -> str:
+    """`center [low–high]` (the range only when it is one), `–` when there is no value."""
+    if center is None:
+        return "–"
+    text = fmt(center, digits, suffix)
+    if low is not None and high is not None and (low != high):
+        text += f" [{fmt(low, digits)}–{fmt(high, digits)}]"
+    return text
+
+
+def eval_cell(per_seed: Sequence[float] | None) -> str:
+    """`mean / IQM` of the per-seed greedy returns."""
+    if not per_seed:
+        return "–"
+    from jaxrl.analysis.stats import iqm  # the same IQM as every jaxrl summary
+
+    return f"{sum(per_seed) / len(per_seed):.1f} / {iqm(per_seed):.1f}"

@@ -1,14 +1,17 @@
 """The `peers` suite: the same workloads with the same hyperparameters, side by side in one
-session, in jaxrl and in peer libraries — rejax 0.1.3 (pure JAX), stable-baselines3 (PyTorch)
-and sbx (the SB3 API on JAX) — with ours/theirs SPS ratios taken pair by pair within each
-repeat and summarised by their median.
+session, in jaxrl and in peer libraries — the in-repo single-file reference (PureJaxRL's style),
+rejax 0.1.3 (pure JAX), stable-baselines3 (PyTorch) and sbx (the SB3 API on JAX) — with
+ours/theirs SPS ratios taken pair by pair within each repeat and summarised by their median.
 
 - JAX systems train a population in one program: jaxrl through `jaxrl.bench.worker` (exactly
-  `jaxrl train`), rejax as `jax.jit(jax.vmap(algo.train))(keys)` on one XLA CPU device in a
-  virtual environment of its own (rejax 0.1.3 needs gymnax's pre-1.0 API), created on first
-  use under `$JAXRL_BENCH_CACHE` (default `~/.cache/jaxrl/bench/`) and reused afterwards. It
-  holds rejax, distrax and gymnax 0.0.9 and sees this environment's packages behind them, so
-  both systems run the very same jax/jaxlib/flax/optax install.
+  `jaxrl train`); the reference (`peer_workers/reference_ppo.py`, `reference_dqn.py`: written
+  from scratch, independent of jaxrl's algorithms on purpose) as PureJaxRL users run it,
+  `jax.jit(jax.vmap(make_train(config)))(keys)` on one XLA device in this environment; rejax
+  as `jax.jit(jax.vmap(algo.train))(keys)` on one XLA CPU device in a virtual environment of
+  its own (rejax 0.1.3 needs gymnax's pre-1.0 API), created on first use under
+  `$JAXRL_BENCH_CACHE` (default `~/.cache/jaxrl/bench/`) and reused afterwards. It holds
+  rejax, distrax and gymnax 0.0.9 and sees this environment's packages behind them, so all
+  three JAX systems run the very same jax/jaxlib/flax/optax install.
 - SB3 and sbx train one seed per process, as their users do; an N-seed population is run as
   single-seed processes `os.cpu_count()` at a time, and its SPS is the sum over one such wave.
 - Every peer's settings are derived from the jaxrl reference config, so the mapping cannot
@@ -31,12 +34,14 @@ from pathlib import Path
 from typing import Any, Iterable, NamedTuple, Sequence
 
 from jaxrl.bench import common
+from jaxrl.bench.common import eval_cell, fmt_range, paired_ratios, summary  # noqa: F401  (the suite's helpers)
 
 REJAX_VERSION = "0.1.3"
 REJAX_GYMNAX = "0.0.9"  # the last gymnax before 1.0 split `done` into terminated/truncated
 PEERS_EXTRA = "not installed: pip install 'jaxrl[peers]'"
-SYSTEMS = ("jaxrl", "rejax", "sb3", "sbx")
-LABELS = {"jaxrl": "jaxrl", "rejax": f"rejax {REJAX_VERSION}", "sb3": "stable-baselines3", "sbx": "sbx"}
+SYSTEMS = ("jaxrl", "reference", "rejax", "sb3", "sbx")
+LABELS = {"jaxrl": "jaxrl", "reference": "reference (single file)", "rejax": f"rejax {REJAX_VERSION}",
+          "sb3": "stable-baselines3", "sbx": "sbx"}
 PEER_DISTRIBUTIONS = {"sb3": "stable-baselines3", "sbx": "sbx-rl"}
 WORKERS = Path(__file__).resolve().parent / "peer_workers"
 INSTALL_TIMEOUT = 1200.0
@@ -80,6 +85,12 @@ WORKLOADS = (
 # (system, line) per algorithm: every setting a peer cannot express, or expresses differently.
 DIFFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
     "ppo": (
+        ("reference", "gymnax CartPole-v1 with done = terminated or truncated, as PureJaxRL: no bootstrapping at "
+                      "the 500-step time limit"),
+        ("reference", "its network is fixed (separate 64-64 tanh actor and critic, orthogonal init), the shape of "
+                      "this config's; only the hyperparameters are taken from the config"),
+        ("reference", "its scan returns only the per-update mean training return, not PureJaxRL's per-step "
+                      "`info` arrays (that can only make it faster)"),
         ("rejax", "no learning-rate annealing option; its `learning_rate` goes to `optax.adam` "
                   "unchanged, so the worker passes an optax schedule equal to jaxrl's per-update linear decay"),
         ("rejax", "`max_grad_norm` 0.5 clips each gradient element to ±0.5 (`optax.clip`), not the global norm"),
@@ -102,6 +113,12 @@ DIFFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
         ("sbx", "learning-rate annealing and env as for SB3"),
     ),
     "dqn": (
+        ("reference", "gymnax CartPole-v1 with done = terminated or truncated: no bootstrapping at the time limit"),
+        ("reference", "its network is fixed (120-84 ReLU) with Flax's default init (LeCun normal) vs jaxrl's "
+                      "orthogonal torso"),
+        ("reference", "its gradient step and target copy sit under `lax.cond`, which `vmap` turns into both "
+                      "branches every iteration (as in PureJaxRL); a ring buffer of per-env rows sampled with "
+                      "replacement replaces flashbax"),
         ("rejax", "loss `optax.l2_loss` = ½ · squared error (jaxrl: squared error; same minimiser, "
                   "gradients halved)"),
         ("rejax", "`DQN.create` always builds a 64-64 network (it passes `hidden_layer_sizes` itself), so the "
@@ -123,26 +140,6 @@ DIFFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 # ---- pure helpers ------------------------------------------------------------------------
-
-def summary(values: Sequence[float]) -> dict[str, float] | None:
-    """Median, min and max of repeated measurements (None when there are none)."""
-    if not values:
-        return None
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def paired_ratios(ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]], key: str = "steady_sps"
-                  ) -> list[float]:
-    """ours/theirs of `key` per repeat, pairing runs of the same repeat (same machine state);
-    repeats where either side failed are left out."""
-    theirs_by_repeat = {run.get("repeat"): run for run in theirs if run.get("status") == "ok"}
-    ratios = []
-    for run in ours:
-        other = theirs_by_repeat.get(run.get("repeat"))
-        if run.get("status") == "ok" and other and run.get(key) and other.get(key):
-            ratios.append(run[key] / other[key])
-    return ratios
-
 
 def aggregate_processes(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One population measurement from concurrent single-seed processes: SPS and memory summed
@@ -195,26 +192,6 @@ def concurrent_processes(seeds: int, cores: int) -> int:
     return max(1, min(seeds, cores))
 
 
-def fmt_range(center: float | None, low: float | None, high: float | None, digits: int = 0,
-              suffix: str = "") -> str:
-    """`center [low–high]` (the range only when it is one), `–` when there is no value."""
-    if center is None:
-        return "–"
-    text = common.fmt(center, digits, suffix)
-    if low is not None and high is not None and (low != high):
-        text += f" [{common.fmt(low, digits)}–{common.fmt(high, digits)}]"
-    return text
-
-
-def eval_cell(per_seed: Sequence[float] | None) -> str:
-    """`mean / IQM` of the per-seed greedy returns."""
-    if not per_seed:
-        return "–"
-    from jaxrl.analysis.stats import iqm  # the same IQM as every jaxrl summary
-
-    return f"{sum(per_seed) / len(per_seed):.1f} / {iqm(per_seed):.1f}"
-
-
 def seeds_cell(system: str, seeds: int, processes: int | None) -> str:
     """The seeds column; SB3/sbx populations say how they were measured."""
     if system in ("sb3", "sbx") and seeds > 1:
@@ -224,7 +201,7 @@ def seeds_cell(system: str, seeds: int, processes: int | None) -> str:
 
 def peer_mode(peer: str, seeds: int, mode: str) -> str:
     """How the peer trained the seeds a ratio compares against."""
-    if peer == "rejax":
+    if peer in ("rejax", "reference"):
         return "one vmapped program"
     return PEER_MODES[mode] if seeds > 1 else "one process"
 
@@ -303,6 +280,27 @@ def rejax_spec(config: Any, seeds: int, steps: int, eval_episodes: int) -> dict[
         extras = {"hidden_layer_sizes": list(algo.network.hidden_sizes), "activation": algo.network.activation}
     return {"algo": algo.name, "seeds": seeds, "lr": algo.lr, "anneal_lr": bool(algo.anneal_lr),
             "eval_episodes": eval_episodes, "settings": settings, **extras,
+            "result_prefix": common.RESULT_PREFIX}
+
+
+def reference_spec(config: Any, seeds: int, steps: int, eval_episodes: int) -> dict[str, Any]:
+    """The single-file reference's config keys (PureJaxRL's names) for this config."""
+    algo, env = config.algo, config.env
+    settings = {"ENV_NAME": env.id, "NUM_ENVS": env.num_envs, "TOTAL_TIMESTEPS": steps, "LR": algo.lr,
+                "GAMMA": algo.gamma}
+    if algo.name == "ppo":
+        settings |= {"NUM_STEPS": algo.num_steps, "UPDATE_EPOCHS": algo.num_epochs,
+                     "NUM_MINIBATCHES": algo.num_minibatches, "GAE_LAMBDA": algo.gae_lambda,
+                     "CLIP_EPS": algo.clip_eps, "ENT_COEF": algo.ent_coef, "VF_COEF": algo.vf_coef,
+                     "MAX_GRAD_NORM": algo.max_grad_norm, "ADAM_EPS": algo.adam_eps, "ANNEAL_LR": bool(algo.anneal_lr)}
+    else:
+        env_steps_per_gradient_step = env.num_envs * algo.rollout_steps / gradient_steps_per_update(algo, env.num_envs)
+        settings |= {"BUFFER_SIZE": algo.buffer_size, "BUFFER_BATCH_SIZE": algo.batch_size,
+                     "EPSILON_START": algo.eps_start, "EPSILON_FINISH": algo.eps_end,
+                     "EPSILON_ANNEAL_TIME": int(algo.eps_decay_fraction * steps),
+                     "TARGET_UPDATE_INTERVAL": algo.target_update_every, "LEARNING_STARTS": algo.learning_starts,
+                     "TRAINING_INTERVAL": max(1, round(env_steps_per_gradient_step)), "TAU": algo.tau}
+    return {"algo": algo.name, "seeds": seeds, "config": settings, "eval_episodes": eval_episodes,
             "result_prefix": common.RESULT_PREFIX}
 
 
@@ -438,29 +436,26 @@ def missing_peers() -> dict[str, str]:
             if importlib.util.find_spec(module) is None}
 
 
-def peer_env(rejax: bool = False) -> dict[str, str]:
+def peer_env(one_program: bool = False) -> dict[str, str]:
     """A peer process's environment: one XLA CPU device, no compilation cache, no GPU memory
-    preallocation (several processes may share a GPU); SB3/sbx also get one thread per
-    library (`--xla_cpu_multi_thread_eigen=false`, OMP/MKL 1), since one runs per core."""
+    preallocation (several processes may share a GPU); unless it trains the population as
+    `one_program` (rejax, the reference: JAX's default threading), SB3/sbx also get one thread
+    per library (`--xla_cpu_multi_thread_eigen=false`, OMP/MKL 1), since one runs per core."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("JAX_NUM_CPU_DEVICES", "XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR", "PYTHONPATH")}
     env.update(JAX_NUM_CPU_DEVICES="1", JAX_ENABLE_COMPILATION_CACHE="false",
                XLA_PYTHON_CLIENT_PREALLOCATE="false", TF_CPP_MIN_LOG_LEVEL="2")
-    if not rejax:
+    if not one_program:
         env.update(XLA_FLAGS="--xla_cpu_multi_thread_eigen=false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
 
 
-def run_jaxrl(spec: dict[str, Any], timeout: float, record: dict[str, Any]) -> dict[str, Any]:
-    """One jaxrl population in a fresh `jaxrl.bench.worker` process."""
-    return common.run_in_process([sys.executable, "-m", "jaxrl.bench.worker", json.dumps(spec)],
-                                 common.jaxrl_worker_env(), timeout, record)
-
-
-def run_rejax(python: Path, spec: dict[str, Any], timeout: float, record: dict[str, Any]) -> dict[str, Any]:
-    """One rejax population in a fresh process of the rejax environment's interpreter."""
-    return common.run_in_process([str(python), str(WORKERS / "rejax_worker.py"), json.dumps(spec)],
-                                 peer_env(rejax=True), timeout, record, cwd=WORKERS)
+def run_population(python: Path | str, worker: str, spec: dict[str, Any], timeout: float,
+                   record: dict[str, Any]) -> dict[str, Any]:
+    """One rejax or reference population (`worker`: its script in peer_workers/) in a fresh
+    process of `python` (the rejax environment's interpreter, or this one)."""
+    return common.run_in_process([str(python), str(WORKERS / worker), json.dumps(spec)],
+                                 peer_env(one_program=True), timeout, record, cwd=WORKERS)
 
 
 def run_sb3(specs: Sequence[dict[str, Any]], timeout: float, record: dict[str, Any]) -> dict[str, Any]:
@@ -493,10 +488,13 @@ def measure(system: str, workload: Workload, config: Any, config_dir: Path, budg
     episodes = config.eval.episodes
     if system == "jaxrl":
         spec = jaxrl_spec(workload, config_dir, budget, seeds, steps)
-        return run_jaxrl(spec, timeout, record | {"spec": spec})
+        return common.run_jaxrl(spec, timeout, record | {"spec": spec})
+    if system == "reference":
+        spec = reference_spec(config, seeds, steps, episodes)
+        return run_population(sys.executable, "reference_worker.py", spec, timeout, record | {"spec": spec})
     if system == "rejax":
         spec = rejax_spec(config, seeds, steps, episodes)
-        return run_rejax(rejax_python, spec, timeout, record | {"spec": spec})
+        return run_population(rejax_python, "rejax_worker.py", spec, timeout, record | {"spec": spec})
     specs = [sb3_spec(config, system, seed, steps, episodes)
              for seed in range(concurrent_processes(seeds, cores))]
     return run_sb3(specs, timeout, record | {"spec": specs[0]})
@@ -543,6 +541,9 @@ def notes(budget: str, cores: int, versions: dict[str, str], workloads: Sequence
         "jaxrl: `jaxrl.bench.worker` (exactly `jaxrl train`, one XLA device per core, Eigen threads off); steady "
         "SPS leaves out compile, the first of four chunks and evaluation (for DQN that chunk holds the cheap "
         "steps before learning starts, which the peers' SPS include: in their favour)",
+        "reference: the in-repo single-file PPO/DQN in PureJaxRL's style (`jaxrl/bench/peer_workers/reference_*.py`, "
+        "independent of jaxrl's algorithms), settings taken from the same config, `jax.jit(jax.vmap(make_train(config)))` "
+        "on one XLA CPU device with JAX's default threading, timed as rejax is (below)",
         f"rejax: its own virtual environment (gymnax {REJAX_GYMNAX}; jax, flax and optax are jaxrl's install), `jax.jit(jax.vmap(algo.train))` on one XLA "
         "CPU device with JAX's default threading; compile = `lower().compile()`; SPS = seeds × steps / seconds "
         "of the compiled call (init + training, in-training evaluation switched off)",
@@ -553,7 +554,7 @@ def notes(budget: str, cores: int, versions: dict[str, str], workloads: Sequence
         "time of `learn()`; sbx's compile s = the tracing/lowering/compiling JAX reports during `learn()`, "
         "left out of its SPS; SB3 compiles nothing; memory = the processes' peak RSS summed",
         "greedy eval: mean / IQM over seeds of each seed's mean return over 10 greedy episodes after training "
-        "(jaxrl: its evaluator; rejax: `rejax.evaluate` with argmax actions; SB3/sbx: "
+        "(jaxrl: its evaluator; reference: argmax actions in a scan; rejax: `rejax.evaluate` with argmax actions; SB3/sbx: "
         "`evaluate_policy(deterministic=True)`); SB3/sbx rows evaluate only the seeds they trained; returns "
         "compare only between rows with equal env steps per seed",
         "ours/theirs: jaxrl's steady SPS over the peer's at the same population size, computed within each repeat "
@@ -566,7 +567,7 @@ def render(machine: dict[str, Any], budget: common.Budget, rows: list[dict[str, 
     """The suite's Markdown report."""
     cores = machine.get("cpu_count") or os.cpu_count() or 1
     measured = [w for w in WORKLOADS if any(row["workload"] == w.name for row in rows)]
-    lines = common.header("Peers: jaxrl vs rejax, stable-baselines3 and sbx on identical settings",
+    lines = common.header("Peers: jaxrl vs a single-file reference, rejax, stable-baselines3 and sbx on identical settings",
                           machine, budget, notes(budget.name, cores, versions, measured))
     by_key = {(r["workload"], r["peer"], r["seeds"]): r["summary"] for r in ratios if r["mode"] == "same size"}
     titles = {w.name: w for w in WORKLOADS}
@@ -604,7 +605,7 @@ def plot(ratios: list[dict[str, Any]], machine: dict[str, Any]):
             return None
         plt = _pyplot()
         titles = {w.name: w.title for w in WORKLOADS}
-        colours = {"rejax": "tab:blue", "sb3": "tab:orange", "sbx": "tab:green"}
+        colours = {"reference": "tab:purple", "rejax": "tab:blue", "sb3": "tab:orange", "sbx": "tab:green"}
         fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(shown) + 2), 4.8))
         centers = [r["summary"]["median"] for r in shown]
         lower = [c - r["summary"]["min"] for c, r in zip(centers, shown)]
@@ -619,7 +620,7 @@ def plot(ratios: list[dict[str, Any]], machine: dict[str, Any]):
         ax.set_xticklabels([f"{titles[r['workload']].split()[0]}\n{r['seeds']} seed{'s' * (r['seeds'] > 1)}"
                             for r in shown], fontsize=7)
         handles = [plt.Rectangle((0, 0), 1, 1, color=colour) for colour in colours.values()]
-        ax.legend(handles, [f"vs {LABELS[peer]}" for peer in colours], fontsize=8, ncol=3,
+        ax.legend(handles, [f"vs {LABELS[peer]}" for peer in colours], fontsize=8, ncol=4,
                   loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
         ax.set(yscale="log", ylabel="jaxrl SPS / peer SPS (median, repeat range)",
                title=f"jaxrl vs peers on {machine['kind']} (above 1: jaxrl faster)")

@@ -11,7 +11,6 @@ saying so.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -157,8 +156,7 @@ def measure(row: QualityRow, config_dir: Path, budget: str, timeout: float) -> d
             overrides.append("algo.learning_starts=1000")
     spec = {"config": str(config_dir / row.config), "seeds": seeds, "steps": steps, "overrides": overrides}
     record = {"id": row.id, "seeds": seeds, "requested_steps_per_seed": steps}
-    return common.run_in_process([sys.executable, "-m", "jaxrl.bench.worker", json.dumps(spec)],
-                                 common.jaxrl_worker_env(), timeout, record)
+    return common.run_jaxrl(spec, timeout, record)
 
 
 def from_summary(row: QualityRow, path: str) -> dict[str, Any]:

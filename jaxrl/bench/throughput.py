@@ -10,7 +10,6 @@ includes gradient steps.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -113,8 +112,7 @@ def measure(workload: Workload, config_dir: Path, seeds: int, steps: int, timeou
             "overrides": [*workload.overrides, *SPEED_ONLY, chunked(steps)]}
     record = {"workload": workload.name, "seeds": seeds, "requested_steps_per_seed": steps,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    return common.run_in_process([sys.executable, "-m", "jaxrl.bench.worker", json.dumps(spec)],
-                                 common.jaxrl_worker_env(), timeout, record)
+    return common.run_jaxrl(spec, timeout, record)
 
 
 def last_error_line(row: dict[str, Any]) -> str:

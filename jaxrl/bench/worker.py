@@ -1,8 +1,12 @@
 """One jaxrl measurement in a fresh process: `python -m jaxrl.bench.worker '<json spec>'`.
 
-The spec names a config, overrides, seeds and env steps per seed; the worker trains it exactly
-as `jaxrl train` would (into a temporary run folder, progress bar off) and prints one result
-line: steady SPS, compile seconds, greedy-eval returns per seed, and peak memory.
+The spec names a config, overrides, seeds and env steps per seed, and optionally the number
+of devices to train on (`devices`, as `jaxrl train --devices`) and a persistent compilation
+cache folder (`compilation_cache`, as `jaxrl train --compilation-cache`; default off). The
+worker trains it exactly as `jaxrl train` would (into a temporary run folder, progress bar
+off) and prints one result line: steady SPS, compile seconds, greedy-eval returns per seed,
+peak memory, and from the run folder each chunk's seconds, the checkpoint saves and sizes,
+and the compilation cache's hits and misses.
 """
 
 from __future__ import annotations
@@ -15,12 +19,34 @@ from typing import Any
 
 from jaxrl.bench import common
 
+EVAL_KEYS = ("per_seed", "mean", "iqm", "iqm_ci_low", "iqm_ci_high", "min", "max", "episodes_per_seed")
+
+
+def folder_bytes(path: Path) -> int:
+    """Total size of the files below `path`."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run_folder_facts(run_dir: Path) -> dict[str, Any]:
+    """What the run folder tells beyond the summary: seconds of each training chunk, each
+    checkpoint save's seconds and the largest checkpoint's size on disk."""
+    records = [json.loads(line) for line in (run_dir / "timings.jsonl").read_text().splitlines() if line]
+    folders = [p for p in (run_dir / "checkpoints").iterdir() if p.is_dir() and p.name.isdigit()] \
+        if (run_dir / "checkpoints").is_dir() else []
+    return {
+        "chunk_seconds": [r["seconds"] for r in records if r["event"] == "chunk"],
+        "checkpoint_seconds": [r["seconds"] for r in records if r["event"] == "checkpoint"],
+        "checkpoint_mib": max((folder_bytes(p) for p in folders), default=0) / 2**20,
+    }
+
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """Trains `spec["config"]` with its overrides, `seeds` and `steps`; returns what was measured."""
+    from jaxrl.runtime import enable_compilation_cache
+
+    enable_compilation_cache(spec.get("compilation_cache") or "off")
     import jax
 
-    jax.config.update("jax_enable_compilation_cache", False)
     from jaxrl.config import load
     from jaxrl.experiment.train import train
 
@@ -28,18 +54,21 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("steps"):
         overrides.append(f"total_env_steps={spec['steps']}")
     config = load(spec["config"], overrides)
+    devices = jax.devices()[: spec["devices"]] if spec.get("devices") else None
     with tempfile.TemporaryDirectory(prefix="jaxrl-bench-") as folder:
-        summary = train(config, Path(folder) / "run", progress=False)
+        summary = train(config, Path(folder) / "run", progress=False, devices=devices)
+        facts = run_folder_facts(Path(folder) / "run")
     final = summary.get("final_eval", {})
+    cache = summary.get("compile_cache") or {}
     return {
         "steady_sps": summary["steady_sps"], "compile_seconds": summary["compile_seconds"],
         "wall_seconds": summary["wall_seconds"], "devices_used": summary["devices"],
         "env_steps_per_seed": summary["total_env_steps_per_seed"],
-        "final_eval": {key: final.get(key) for key in ("per_seed", "mean", "iqm", "iqm_ci_low",
-                                                       "iqm_ci_high", "min", "max", "episodes_per_seed")},
+        "final_eval": {key: final.get(key) for key in EVAL_KEYS},
+        "cache_hits": cache.get("hits"), "cache_misses": cache.get("misses"), **facts,
         **common.device_info(),
         "peak_rss_mib": common.peak_rss_mib(),
-        "peak_device_mib": common.device_peak_mib(jax.devices()),
+        "peak_device_mib": common.device_peak_mib(devices or jax.devices()),
     }
 
 

@@ -1,4 +1,5 @@
-"""An independent single-file DQN in the style of PureJaxRL, used as the throughput reference.
+"""An independent single-file DQN in the style of PureJaxRL: the `reference` system of
+`jaxrl bench peers` (run by `reference_worker.py`), so it never imports jaxrl.
 
 Written from scratch (not copied) to follow the structure of PureJaxRL's `dqn.py`:
 `make_train(config)` returns `train(rng)`, one `lax.scan` over iterations, each made of one
@@ -28,13 +29,11 @@ Deliberate differences:
   count of returns of episodes that ended this iteration), which can only make the
   reference faster.
 
-Run `python benchmarks/reference_dqn.py --seeds 2 --steps 500000` for a check that it learns.
+`jaxrl bench peers --budget full --only dqn-cartpole` runs it beside jaxrl at 1e5 steps per seed.
 """
 
 from __future__ import annotations
 
-import argparse
-import time
 from typing import Any, Callable, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -44,7 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from reference_ppo import EpisodeLogger, LogState, timed_run  # the same episode bookkeeping as the PPO reference
+# the same episode bookkeeping and greedy episodes as the PPO reference (a sibling file)
+from reference_ppo import EpisodeLogger, LogState, greedy_evaluator
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "NUM_ENVS": 10,
@@ -150,6 +150,25 @@ class Runner(NamedTuple):
     rng: jax.Array
 
 
+def td_loss(network: nn.Module, params: Any, target_params: Any, batch: tuple[jax.Array, ...],
+            gamma: float) -> jax.Array:
+    """Mean squared error of Q(s, a) against r + gamma (1 - done) max_a' Q_target(s', a')."""
+    b_obs, b_action, b_reward, b_done, b_next_obs = batch
+    q_next = network.apply(target_params, b_next_obs).max(axis=-1)
+    target = jax.lax.stop_gradient(b_reward + gamma * (1.0 - b_done.astype(jnp.float32)) * q_next)
+    q = network.apply(params, b_obs)
+    q_taken = jnp.take_along_axis(q, b_action[:, None], axis=-1)[:, 0]
+    return jnp.mean(jnp.square(q_taken - target))
+
+
+def epsilon_greedy(q: jax.Array, act_key: jax.Array, explore_key: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """Per env, the action of the largest Q-value, or with probability `epsilon` a uniform one."""
+    greedy = jnp.argmax(q, axis=-1)
+    random_action = jax.random.randint(act_key, greedy.shape, 0, q.shape[-1])
+    explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
+    return jnp.where(explore, random_action, greedy)
+
+
 def make_train(config: dict[str, Any]) -> Callable[[jax.Array], dict[str, Any]]:
     """Returns `train(rng)`: a whole DQN run of one agent as one `lax.scan` over iterations."""
     config = {**DEFAULT_CONFIG, **config}
@@ -180,29 +199,16 @@ def make_train(config: dict[str, Any]) -> Callable[[jax.Array], dict[str, Any]]:
         buffer = buffer_init(capacity, num_envs, obs_shape, obs_dtype)
 
         def learn(params, target_params, opt_state, buffer, key):
-            b_obs, b_action, b_reward, b_done, b_next_obs = buffer_sample(buffer, key, batch_size)
-            q_next = network.apply(target_params, b_next_obs).max(axis=-1)
-            target = b_reward + config["GAMMA"] * (1.0 - b_done.astype(jnp.float32)) * q_next
-            target = jax.lax.stop_gradient(target)
-
-            def loss_fn(params):
-                q = network.apply(params, b_obs)
-                q_taken = jnp.take_along_axis(q, b_action[:, None], axis=-1)[:, 0]
-                return jnp.mean(jnp.square(q_taken - target))
-
-            loss, grads = jax.value_and_grad(loss_fn)(params)
+            batch = buffer_sample(buffer, key, batch_size)
+            loss, grads = jax.value_and_grad(td_loss, argnums=1)(network, params, target_params, batch, config["GAMMA"])
             updates, opt_state = tx.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
 
         def iteration(runner: Runner, _):
             rng, act_rng, explore_rng, step_rng, sample_rng = jax.random.split(runner.rng, 5)
 
-            # Epsilon-greedy action per env.
             q = network.apply(runner.params, runner.last_obs)
-            greedy = jnp.argmax(q, axis=-1)
-            random_action = jax.random.randint(act_rng, greedy.shape, 0, num_actions)
-            explore = jax.random.uniform(explore_rng, greedy.shape) < epsilon(runner.timesteps)
-            action = jnp.where(explore, random_action, greedy)
+            action = epsilon_greedy(q, act_rng, explore_rng, epsilon(runner.timesteps))
 
             obs, env_state, reward, done, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
                 jax.random.split(step_rng, num_envs), runner.env_state, action, env_params)
@@ -238,16 +244,20 @@ def make_train(config: dict[str, Any]) -> Callable[[jax.Array], dict[str, Any]]:
         runner = Runner(params, params, opt_state, buffer, env_state, obs,
                         jnp.int32(0), jnp.int32(0), loop_rng)
         runner, (mean_return, ended_sum, ended_count) = jax.lax.scan(iteration, runner, None, num_iterations)
-        return {
-            "runner_state": runner,
-            "metrics": {
-                "returned_episode_returns": mean_return,
-                "ended_return_sum": ended_sum,
-                "ended_count": ended_count,
-            },
-        }
+        return {"runner_state": runner, "metrics": {"returned_episode_returns": mean_return,
+                                                    "ended_return_sum": ended_sum, "ended_count": ended_count}}
 
     return train
+
+
+def make_greedy_eval(config: dict[str, Any], episodes: int) -> Callable[[Any, jax.Array], jax.Array]:
+    """`evaluate(params, key)`: returns of `episodes` episodes taking the largest Q-value."""
+    return greedy_evaluator({**DEFAULT_CONFIG, **config}, QNetwork, episodes)
+
+
+def trained_params(out: dict[str, Any]) -> Any:
+    """The online network's parameters at the end of training (of every seed, under `vmap`)."""
+    return out["runner_state"].params
 
 
 def env_steps_per_seed(config: dict[str, Any]) -> int:
@@ -267,23 +277,3 @@ def final_returns(out: dict[str, Any]) -> np.ndarray:
     total, count = ended_sum[..., -window:].sum(axis=-1), ended_count[..., -window:].sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Trains a small population and prints per-seed returns and timings."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=500_000, help="env steps per seed")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    config = {"TOTAL_TIMESTEPS": args.steps}
-    out, compile_s, run_s = timed_run(make_train, config, args.seeds, args.seed)
-    steps = env_steps_per_seed(config) * args.seeds
-    print(f"compile {compile_s:.1f} s, run {run_s:.1f} s, {steps / run_s:,.0f} env steps/s")
-    print(f"final training return per seed (episodes ended in the last {FINAL_FRACTION:.0%} of steps):",
-          ", ".join(f"{r:.1f}" for r in final_returns(out)))
-    print("gradient steps per seed:", ", ".join(str(int(n)) for n in np.asarray(out["runner_state"].n_updates)))
-
-
-if __name__ == "__main__":
-    main()

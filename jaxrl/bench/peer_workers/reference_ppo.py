@@ -1,4 +1,5 @@
-"""An independent single-file PPO in the style of PureJaxRL, used as the throughput reference.
+"""An independent single-file PPO in the style of PureJaxRL: the `reference` system of
+`jaxrl bench peers` (run by `reference_worker.py`), so it never imports jaxrl.
 
 Written from scratch (not copied) to follow the structure of PureJaxRL's `ppo.py`:
 `make_train(config)` returns `train(rng)`, one function made of nested `lax.scan`s
@@ -15,12 +16,14 @@ One deliberate difference: PureJaxRL returns the whole per-step `info` dict as m
 ([updates, steps, envs] arrays); here the scan returns only the per-update mean of the
 returned episode returns, which is smaller and so can only make the reference faster.
 
-Run `python benchmarks/reference_ppo.py --seeds 2 --steps 20000` for a quick check.
+After training, `make_greedy_eval` plays greedy (argmax) episodes with the trained actor,
+outside the timed run, so the suite compares the same greedy returns for every system.
+
+`jaxrl bench peers --budget tiny --only ppo-cartpole` runs it beside jaxrl in a minute or two.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -147,6 +150,37 @@ class Transition(NamedTuple):
     info: dict
 
 
+def gae_advantages(traj: Transition, last_value: jax.Array, gamma: float, gae_lambda: float) -> jax.Array:
+    """Generalised advantage estimates of a time-major rollout, bootstrapped from `last_value`."""
+
+    def gae_step(carry, t: Transition):
+        gae, next_value = carry
+        not_done = 1.0 - t.done.astype(jnp.float32)
+        delta = t.reward + gamma * next_value * not_done - t.value
+        gae = delta + gamma * gae_lambda * not_done * gae
+        return (gae, t.value), gae
+
+    _, advantages = jax.lax.scan(gae_step, (jnp.zeros_like(last_value), last_value), traj, reverse=True, unroll=16)
+    return advantages
+
+
+def ppo_loss(network: nn.Module, config: dict[str, Any], params: Any, t: Transition, adv: jax.Array,
+             target: jax.Array) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """PPO's clipped objective with the clipped value loss and the entropy bonus, on one minibatch
+    (advantages normalised within it)."""
+    logits, value = network.apply(params, t.obs)
+    new_logp = log_prob(logits, t.action)
+    value_clipped = t.value + jnp.clip(value - t.value, -config["CLIP_EPS"], config["CLIP_EPS"])
+    value_loss = 0.5 * jnp.maximum(jnp.square(value - target), jnp.square(value_clipped - target)).mean()
+    ratio = jnp.exp(new_logp - t.log_prob)
+    norm_adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    actor_loss = -jnp.minimum(
+        ratio * norm_adv, jnp.clip(ratio, 1.0 - config["CLIP_EPS"], 1.0 + config["CLIP_EPS"]) * norm_adv).mean()
+    ent = entropy(logits).mean()
+    total = actor_loss + config["VF_COEF"] * value_loss - config["ENT_COEF"] * ent
+    return total, (value_loss, actor_loss, ent)
+
+
 def make_train(config: dict[str, Any]) -> Callable[[jax.Array], dict[str, Any]]:
     """Returns `train(rng)`: a whole PPO run of one agent as nested `lax.scan`s."""
     config = {**DEFAULT_CONFIG, **config}
@@ -192,39 +226,15 @@ def make_train(config: dict[str, Any]) -> Callable[[jax.Array], dict[str, Any]]:
             params, opt_state, env_state, last_obs, rng = runner_state
 
             _, last_value = network.apply(params, last_obs)
-
-            def gae_step(carry, t: Transition):
-                gae, next_value = carry
-                not_done = 1.0 - t.done.astype(jnp.float32)
-                delta = t.reward + config["GAMMA"] * next_value * not_done - t.value
-                gae = delta + config["GAMMA"] * config["GAE_LAMBDA"] * not_done * gae
-                return (gae, t.value), gae
-
-            _, advantages = jax.lax.scan(gae_step, (jnp.zeros_like(last_value), last_value),
-                                         traj, reverse=True, unroll=16)
+            advantages = gae_advantages(traj, last_value, config["GAMMA"], config["GAE_LAMBDA"])
             targets = advantages + traj.value
 
             def epoch(update_state, _):
                 def minibatch_step(train_state, batch):
                     params, opt_state = train_state
                     t, adv, target = batch
-
-                    def loss_fn(params):
-                        logits, value = network.apply(params, t.obs)
-                        new_logp = log_prob(logits, t.action)
-                        value_clipped = t.value + jnp.clip(value - t.value, -config["CLIP_EPS"], config["CLIP_EPS"])
-                        value_loss = 0.5 * jnp.maximum(jnp.square(value - target),
-                                                       jnp.square(value_clipped - target)).mean()
-                        ratio = jnp.exp(new_logp - t.log_prob)
-                        norm_adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                        actor_loss = -jnp.minimum(
-                            ratio * norm_adv,
-                            jnp.clip(ratio, 1.0 - config["CLIP_EPS"], 1.0 + config["CLIP_EPS"]) * norm_adv).mean()
-                        ent = entropy(logits).mean()
-                        total = actor_loss + config["VF_COEF"] * value_loss - config["ENT_COEF"] * ent
-                        return total, (value_loss, actor_loss, ent)
-
-                    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+                    (loss, aux), grads = jax.value_and_grad(
+                        lambda p: ppo_loss(network, config, p, t, adv, target), has_aux=True)(params)
                     updates, opt_state = tx.update(grads, opt_state, params)
                     params = optax.apply_updates(params, updates)
                     return (params, opt_state), (loss, aux)
@@ -254,6 +264,50 @@ def make_train(config: dict[str, Any]) -> Callable[[jax.Array], dict[str, Any]]:
     return train
 
 
+def greedy_episodes(config: dict[str, Any], act: Callable[[Any, jax.Array], jax.Array], params: Any,
+                    key: jax.Array, episodes: int) -> jax.Array:
+    """Undiscounted returns of `episodes` greedy episodes played side by side with
+    `act(params, obs)`, each counted until it first ends (at most the env's step limit)."""
+    env, env_params = gymnax.make(config["ENV_NAME"])
+    reset_key, steps_key = jax.random.split(key)
+    obs, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(reset_key, episodes), env_params)
+
+    def step(carry, step_key):
+        obs, state, returns, alive = carry
+        obs, state, reward, terminated, truncated, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            jax.random.split(step_key, episodes), state, act(params, obs), env_params)
+        returns = returns + reward * alive
+        alive = alive * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32))
+        return (obs, state, returns, alive), None
+
+    start = (obs, state, jnp.zeros(episodes), jnp.ones(episodes))
+    (_, _, returns, _), _ = jax.lax.scan(step, start, jax.random.split(steps_key, env_params.max_steps_in_episode))
+    return returns
+
+
+def greedy_evaluator(config: dict[str, Any], network_class: type, episodes: int,
+                     scores: Callable[[Any], jax.Array] = lambda out: out) -> Callable[[Any, jax.Array], jax.Array]:
+    """`evaluate(params, key)`: returns of `episodes` episodes taking the action with the largest
+    `scores(network output)` (a full config: defaults already merged)."""
+    env, env_params = gymnax.make(config["ENV_NAME"])
+    network = network_class(env.action_space(env_params).n)
+
+    def act(params: Any, obs: jax.Array) -> jax.Array:
+        return jnp.argmax(scores(network.apply(params, obs)), axis=-1)
+
+    return lambda params, key: greedy_episodes(config, act, params, key, episodes)
+
+
+def make_greedy_eval(config: dict[str, Any], episodes: int) -> Callable[[Any, jax.Array], jax.Array]:
+    """`evaluate(params, key)`: returns of `episodes` episodes taking the actor's most likely action."""
+    return greedy_evaluator({**DEFAULT_CONFIG, **config}, ActorCritic, episodes, lambda out: out[0])
+
+
+def trained_params(out: dict[str, Any]) -> Any:
+    """The network parameters at the end of training (of every seed, under `vmap`)."""
+    return out["runner_state"][0]
+
+
 def env_steps_per_seed(config: dict[str, Any]) -> int:
     """Env steps one seed actually takes (whole updates only, as `make_train` runs)."""
     config = {**DEFAULT_CONFIG, **config}
@@ -275,23 +329,3 @@ def timed_run(make: Callable, config: dict[str, Any], num_seeds: int, seed: int 
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(keys))
     return out, compile_s, time.perf_counter() - start
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Trains a small population and prints per-seed returns and timings."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20_000, help="env steps per seed")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    config = {"TOTAL_TIMESTEPS": args.steps}
-    out, compile_s, run_s = timed_run(make_train, config, args.seeds, args.seed)
-    curve = np.asarray(out["metrics"]["returned_episode_returns"])
-    steps = env_steps_per_seed(config) * args.seeds
-    print(f"compile {compile_s:.1f} s, run {run_s:.1f} s, {steps / run_s:,.0f} env steps/s")
-    print("training return per seed, first update -> last:",
-          ", ".join(f"{a:.1f} -> {b:.1f}" for a, b in zip(curve[:, 0], curve[:, -1])))
-
-
-if __name__ == "__main__":
-    main()
