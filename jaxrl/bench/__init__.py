@@ -31,11 +31,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def configs_folder() -> Path:
-    """The shipped `configs/` folder (beside the package in a checkout, else in the working dir)."""
-    for folder in (REPO / "configs", Path.cwd() / "configs"):
-        if folder.is_dir():
-            return folder
-    raise ConfigError("jaxrl bench needs the shipped configs/ folder: run it from a jaxrl checkout")
+    """The shipped configs (package data, so an installed jaxrl has them too)."""
+    from jaxrl.config import SHIPPED_CONFIGS
+
+    return SHIPPED_CONFIGS
 
 
 def default_out(machine: dict[str, Any]) -> Path:
