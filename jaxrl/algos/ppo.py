@@ -176,7 +176,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
         next_values = network.apply(state.params, batch.final_obs, method=ActorCritic.value)
         advantages, targets = gae_advantages(batch.reward, batch.value, next_values,
                                              batch.terminated, batch.truncated,
-                                             hp.gamma, hp.gae_lambda)
+                                             gamma=hp.gamma, gae_lambda=hp.gae_lambda, time_axis=0)
         lr = (linear_decay(hp.lr, state.update_step, num_updates) if config.anneal_lr else hp.lr)
         flat = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), Minibatch(
             batch.obs, batch.action, batch.log_prob, batch.value, advantages, targets))
