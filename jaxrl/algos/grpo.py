@@ -170,14 +170,15 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
     def loss_fn(params: Any, minibatch: Minibatch, hp: HParams):
         dist = network.apply(params, minibatch.obs)
         log_prob = dist.log_prob(minibatch.action)
-        policy_loss, clip_fraction = clipped_surrogate_loss(
-            log_prob, minibatch.log_prob, minibatch.advantage, hp.clip_eps, minibatch.alive)
+        policy_loss, extras = clipped_surrogate_loss(
+            log_prob, minibatch.log_prob, minibatch.advantage, clip_eps=hp.clip_eps,
+            mask=minibatch.alive, return_extras=True)
         kl = approx_kl(minibatch.ref_log_prob, log_prob, minibatch.alive)
         entropy = masked_mean(dist.entropy(), minibatch.alive)
         total = policy_loss + hp.kl_coef * kl - hp.ent_coef * entropy
         return total, {"policy_loss": policy_loss, "kl_to_reference": kl, "entropy": entropy,
                        "approx_kl": approx_kl(log_prob, minibatch.log_prob, minibatch.alive),
-                       "clip_fraction": clip_fraction}
+                       "clip_fraction": extras["clip_fraction"]}
 
     def learn(state: GRPOState, rollouts: Rollouts, hp: HParams) -> tuple[GRPOState, Metrics]:
         """Group advantages, then `num_epochs` passes of minibatch gradient steps."""

@@ -161,15 +161,15 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
         advantages = minibatch.advantage
         if config.normalize_advantages:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss, clip_fraction = clipped_surrogate_loss(
-            log_prob, minibatch.log_prob, advantages, hp.clip_eps)
-        v_loss = value_loss(values, minibatch.value, minibatch.target, hp.clip_eps,
-                            config.clip_value_loss)
+        policy_loss, extras = clipped_surrogate_loss(
+            log_prob, minibatch.log_prob, advantages, clip_eps=hp.clip_eps, return_extras=True)
+        v_loss = (value_loss(values, minibatch.target, old_values=minibatch.value, clip_eps=hp.clip_eps)
+                  if config.clip_value_loss else value_loss(values, minibatch.target))
         entropy = dist.entropy().mean()
         total = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
         return total, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy,
                        "approx_kl": approx_kl(log_prob, minibatch.log_prob),
-                       "clip_fraction": clip_fraction}
+                       "clip_fraction": extras["clip_fraction"]}
 
     def learn(state: PPOState, batch: Transition, hp: HParams) -> tuple[PPOState, Metrics]:
         """GAE on the batch, then `num_epochs` passes of minibatch gradient steps."""
