@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from jaxrl.networks.distributions import Categorical
 from jaxrl.rl.losses import approx_kl, clipped_surrogate_loss, value_loss
-from jaxrl.rl.schedules import linear_decay
+from jaxrl.rl.schedules import linear_anneal, linear_decay
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -199,6 +199,34 @@ def test_linear_decay_jit_and_zero_total():
     # total_steps = 0 is treated as 1: step 0 -> initial, step >= 1 -> final
     assert float(linear_decay(2.0, 0, 0)) == pytest.approx(2.0)
     assert float(linear_decay(2.0, 5, 0, 0.5)) == pytest.approx(1.0)
+
+
+def test_linear_decay_vmaps_over_total_steps_like_a_numpy_loop():
+    totals = np.array([0, 1, 3, 10, 100], np.int32)  # one per population member
+    steps = np.array([0, 1, 2, 5, 50, 200], np.int32)
+    got = jax.jit(jax.vmap(lambda total: jax.vmap(lambda s: linear_decay(2.0, s, total, 0.25))(steps)))(
+        jnp.asarray(totals))
+    expected = np.empty((len(totals), len(steps)))
+    for i, total in enumerate(totals):
+        for j, step in enumerate(steps):
+            progress = min(max(step / max(int(total), 1), 0.0), 1.0)
+            expected[i, j] = 2.0 * (1.0 - 0.75 * progress)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+    # and the same numbers as a Python-int total_steps
+    for i, total in enumerate(totals):
+        np.testing.assert_array_equal(
+            np.asarray(got[i]), np.asarray(jax.vmap(lambda s: linear_decay(2.0, s, int(total), 0.25))(steps)))
+
+
+def test_linear_anneal_moves_from_start_to_end_then_stays():
+    steps = np.array([0, 10, 25, 50, 100, 1000], np.float32)
+    durations = np.array([50.0, 100.0, 0.0], np.float32)
+    got = np.asarray(jax.vmap(lambda d: linear_anneal(1.0, 0.05, jnp.asarray(steps), d))(jnp.asarray(durations)))
+    for row, duration in zip(got, durations):
+        progress = np.clip(steps / max(duration, 1e-9), 0.0, 1.0)
+        np.testing.assert_allclose(row, 1.0 + (0.05 - 1.0) * progress, rtol=1e-6)
+    assert got[0, 0] == pytest.approx(1.0) and got[0, -1] == pytest.approx(0.05)
+    assert got[2, 0] == pytest.approx(1.0) and got[2, 1] == pytest.approx(0.05)  # no duration: at once
 
 
 # --------------------------------------------------------------------------- categorical

@@ -29,7 +29,7 @@ from jaxrl.algos.base import Algorithm, GradSync, HostHooks, HostSteps, Metrics
 from jaxrl.envs import describe_space, spaces
 from jaxrl.errors import ConfigError
 from jaxrl.networks import NetworkConfig, QNetwork, check_torso
-from jaxrl.rl import categorical_projection, huber_loss, linear_decay, linear_schedule, n_step_targets
+from jaxrl.rl import categorical_projection, huber_loss, linear_anneal, linear_decay, n_step_targets
 
 LOSSES = ("huber", "mse")
 OPTIMIZERS = ("adam", "adamw")
@@ -273,7 +273,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
         if config.noisy:
             return jnp.float32(0.0)
         steps = state.update_step * steps_per_update
-        return linear_schedule(hp.eps_start, hp.eps_end, steps, hp.eps_decay_fraction * total_env_steps)
+        return linear_anneal(hp.eps_start, hp.eps_end, steps, hp.eps_decay_fraction * total_env_steps)
 
     # ---- state --------------------------------------------------------------------------
     def init(key: chex.PRNGKey, hp: HParams) -> DQNState:
