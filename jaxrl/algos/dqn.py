@@ -285,8 +285,8 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
         example = Transition(obs[0], jnp.int32(0), jnp.float32(0), jnp.float32(0), obs[0])
         recent = Step(obs, jnp.zeros(num_envs, jnp.int32), scalar_f, scalar_f > 0, scalar_f > 0, obs)
         recent = jax.tree.map(lambda x: jnp.zeros((n - 1,) + x.shape, x.dtype), recent) if n > 1 else None
-        return DQNState(params, params, opt_state, buffers.init(example, config.buffer_size, config.prioritized),
-                        env_state, obs, recent, key, jnp.int32(0))
+        buffer = buffers.init(example, config.buffer_size, prioritized=config.prioritized)
+        return DQNState(params, params, opt_state, buffer, env_state, obs, recent, key, jnp.int32(0))
 
     # ---- collect ------------------------------------------------------------------------
     def collect(state: DQNState, epsilon: chex.Array) -> tuple[DQNState, Step, dict]:
@@ -365,8 +365,7 @@ def make(config: Config, env: Any, env_params: Any, total_env_steps: int,
                 sample = buffers.sample_prioritized(buffer, sample_key, config.batch_size, beta)
                 batch, indices, weights = sample.data, sample.indices, sample.weights
             else:
-                batch, indices = buffers.sample_uniform(buffer, sample_key, config.batch_size)
-                weights = jnp.ones(config.batch_size)
+                batch, indices, weights = buffers.sample_uniform(buffer, sample_key, config.batch_size)
             grads, (priority_source, metrics) = jax.grad(loss_fn, has_aux=True)(
                 params, state.target_params, batch, weights, loss_key)
             if grad_sync is not None:
