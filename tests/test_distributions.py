@@ -98,14 +98,18 @@ def test_beta_samples_stay_inside_and_match_the_mean():
 
 def test_policy_spec_checks_the_action_space():
     box = spaces.Box(-2.0, 2.0, (1,), jnp.float32)
-    assert policy_spec("auto", box).kind == "gaussian"
-    assert policy_spec("auto", spaces.Discrete(3)).kind == "categorical"
-    spec = policy_spec("beta", box)
+    assert policy_spec(box).kind == "gaussian"  # kind="auto" by default
+    assert policy_spec(spaces.Discrete(3)).kind == "categorical"
+    spec = policy_spec(box, kind="beta")
     assert (spec.low, spec.high, spec.size) == ((-2.0,), (2.0,), 1)
+    spec = policy_spec(box, "tanh_gaussian", log_std="state", init_log_std=-0.5)
+    assert (spec.kind, spec.log_std, spec.init_log_std) == ("tanh_gaussian", "state", -0.5)
     for kind in ("gaussian", "tanh_gaussian", "beta"):
         with pytest.raises(PolicyConfigError, match="continuous.*Discrete"):
-            policy_spec(kind, spaces.Discrete(2))
+            policy_spec(spaces.Discrete(2), kind=kind)
     with pytest.raises(PolicyConfigError, match="categorical needs a Discrete"):
-        policy_spec("categorical", box)
+        policy_spec(box, kind="categorical")
     with pytest.raises(PolicyConfigError, match="not finite"):
-        policy_spec("beta", spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32))
+        policy_spec(spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32), kind="beta")
+    with pytest.raises(TypeError, match="action space first"):
+        policy_spec("beta", box)  # the old argument order
