@@ -89,8 +89,8 @@ def test_uniform_sampling_only_reads_filled_slots():
 
 
 def test_buffers_are_uniform_unless_asked_and_refuse_priority_calls():
-    uniform = replay.add(replay.init(transition(0), 8),
-                         jax.tree.map(lambda *x: jnp.stack(x), *[transition(i + 1) for i in range(3)]))
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *[transition(i + 1) for i in range(3)])
+    uniform = replay.add(replay.init(transition(0), 8), batch)
     assert not replay.is_prioritized(uniform)
     key = jax.random.PRNGKey(0)
     for call in (lambda s: replay.sample_prioritized(s, key, 4, 0.4),

@@ -221,7 +221,8 @@ def test_linear_decay_vmaps_over_total_steps_like_a_numpy_loop():
 def test_linear_anneal_moves_from_start_to_end_then_stays():
     steps = np.array([0, 10, 25, 50, 100, 1000], np.float32)
     durations = np.array([50.0, 100.0, 0.0], np.float32)
-    got = np.asarray(jax.vmap(lambda d: linear_anneal(1.0, 0.05, jnp.asarray(steps), d))(jnp.asarray(durations)))
+    anneal = jax.vmap(lambda duration: linear_anneal(1.0, 0.05, jnp.asarray(steps), duration))
+    got = np.asarray(anneal(jnp.asarray(durations)))
     for row, duration in zip(got, durations):
         progress = np.clip(steps / max(duration, 1e-9), 0.0, 1.0)
         np.testing.assert_allclose(row, 1.0 + (0.05 - 1.0) * progress, rtol=1e-6)
