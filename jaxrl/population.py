@@ -71,10 +71,22 @@ def stream_keys(seed: int, num_members: int, stream: int,
 
 
 def broadcast_hparams(hparams: Any, num_members: int) -> Any:
-    """Gives every hyperparameter leaf a leading population axis (leaves already [P] stay)."""
-    return jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32),
-                                                   (num_members,) + jnp.shape(x)[1:])
-                        if jnp.ndim(x) == 0 else jnp.asarray(x, jnp.float32), hparams)
+    """Gives every hyperparameter leaf a leading population axis: one value (a scalar, or a
+    leading axis of 1) is shared by every member, `num_members` values are kept as they are,
+    and any other count is refused, naming the field, rather than padded or left to vmap.
+    A list of numbers counts as one leaf (`hp._replace(lr=[3e-4, 1e-4])`)."""
+    def one_leaf(path: Any, x: Any) -> chex.Array:
+        x = jnp.asarray(x, jnp.float32)
+        if x.ndim == 0 or x.shape[0] == 1:
+            return jnp.broadcast_to(x, (num_members,) + x.shape[1:])
+        if x.shape[0] != num_members:
+            raise ValueError(f"hparams{jax.tree_util.keystr(path)} has {x.shape[0]} values for "
+                             f"{num_members} members; give one value or one per member")
+        return x
+
+    number_list = lambda x: (isinstance(x, list) and len(x) > 0
+                             and all(isinstance(v, (int, float)) for v in x))
+    return jax.tree_util.tree_map_with_path(one_leaf, hparams, is_leaf=number_list)
 
 
 def population_mesh(num_members: int, devices: Sequence[Any] | None = None,

@@ -76,14 +76,39 @@ def test_add_wraps_around_like_a_ring(prioritized):
 def test_uniform_sampling_only_reads_filled_slots():
     state = replay.add(replay.init(transition(0), 100),
                        jax.tree.map(lambda *x: jnp.stack(x), *[transition(i + 1) for i in range(7)]))
-    data, indices = replay.sample_uniform(state, jax.random.PRNGKey(1), 4000)
+    sample = replay.sample_uniform(state, jax.random.PRNGKey(1), 4000)
+    assert isinstance(sample, replay.Sample)
+    data, indices, weights = sample
     assert set(np.unique(np.asarray(indices))) == set(range(7))
     np.testing.assert_array_equal(np.asarray(data["action"]), np.asarray(indices) + 1)
+    assert weights.dtype == jnp.float32 and weights.shape == (4000,)
+    np.testing.assert_array_equal(np.asarray(weights), 1.0)
+    # the draw is jax.random.randint over the filled slots: a key gives the same batch as ever
+    np.testing.assert_array_equal(np.asarray(indices),
+                                  np.asarray(jax.random.randint(jax.random.PRNGKey(1), (4000,), 0, 7)))
+
+
+def test_buffers_are_uniform_unless_asked_and_refuse_priority_calls():
+    batch = jax.tree.map(lambda *x: jnp.stack(x), *[transition(i + 1) for i in range(3)])
+    uniform = replay.add(replay.init(transition(0), 8), batch)
+    assert not replay.is_prioritized(uniform)
+    key = jax.random.PRNGKey(0)
+    for call in (lambda s: replay.sample_prioritized(s, key, 4, 0.4),
+                 lambda s: replay.update_priorities(s, jnp.arange(2), jnp.ones(2), 0.6)):
+        for wrap in (lambda f: f, jax.jit, jax.vmap):  # known from shapes, so also when tracing
+            state = jax.tree.map(lambda x: jnp.stack([x, x]), uniform) if wrap is jax.vmap else uniform
+            with pytest.raises(ValueError, match=r"buffers\.init\(\.\.\., prioritized=True\)"):
+                wrap(call)(state)
+    with pytest.raises(TypeError):
+        replay.init(transition(0), 8, True)  # prioritized is keyword-only
+    prioritized = replay.init(transition(0), 8, prioritized=True)
+    assert replay.is_prioritized(prioritized)
+    assert isinstance(replay.sample_prioritized(prioritized, key, 4, 0.4), replay.Sample)
 
 
 def test_prioritized_probabilities_weights_and_updates_match_the_formulas():
     alpha, beta, eps = 0.6, 0.4, 1e-6
-    state = replay.init(transition(0), 8)
+    state = replay.init(transition(0), 8, prioritized=True)
     state = replay.add(state, jax.tree.map(lambda *x: jnp.stack(x), *[transition(i) for i in range(6)]))
     # new transitions enter at the max priority (1.0 initially): all equally likely
     np.testing.assert_allclose(np.asarray(sum_tree.leaf_values(state.priorities, jnp.arange(6))), 1.0)
@@ -94,6 +119,9 @@ def test_prioritized_probabilities_weights_and_updates_match_the_formulas():
     assert float(state.max_priority) == pytest.approx(max(1.0, p.max()), rel=1e-6)
     batch = replay.sample_prioritized(state, jax.random.PRNGKey(3), 32, beta)
     idx = np.asarray(batch.indices)
+    # the draw is the sum-tree's, so a key gives the same batch as ever
+    np.testing.assert_array_equal(idx, np.minimum(np.asarray(
+        sum_tree.sample(state.priorities, jax.random.PRNGKey(3), 32)), 5))
     probs = p[idx] / p.sum()
     weights = (6 * probs) ** (-beta)
     np.testing.assert_allclose(np.asarray(batch.weights), weights / weights.max(), rtol=1e-4)
@@ -111,7 +139,7 @@ def test_prioritized_probabilities_weights_and_updates_match_the_formulas():
 
 def test_buffers_vmap_over_a_population():
     members = 3
-    states = jax.vmap(lambda _: replay.init(transition(0), 16))(jnp.arange(members))
+    states = jax.vmap(lambda _: replay.init(transition(0), 16, prioritized=True))(jnp.arange(members))
     batches = jax.vmap(lambda m: jax.tree.map(lambda *x: jnp.stack(x),
                                               *[transition(0) for _ in range(4)]))(jnp.arange(members))
     batches = jax.tree.map(lambda x: x + jnp.arange(members).reshape((-1,) + (1,) * (x.ndim - 1)).astype(x.dtype),

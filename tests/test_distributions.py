@@ -7,7 +7,7 @@ import pytest
 from gymnax.environments import spaces
 from scipy import integrate, stats
 
-from jaxrl.networks import Beta, Gaussian, PolicyConfigError, TanhGaussian, policy_spec
+from jaxrl.networks import Beta, Categorical, Gaussian, PolicyConfigError, TanhGaussian, policy_spec
 
 pytestmark = pytest.mark.timeout(120)
 RTOL = dict(rtol=1e-4, atol=1e-4)
@@ -98,14 +98,99 @@ def test_beta_samples_stay_inside_and_match_the_mean():
 
 def test_policy_spec_checks_the_action_space():
     box = spaces.Box(-2.0, 2.0, (1,), jnp.float32)
-    assert policy_spec("auto", box).kind == "gaussian"
-    assert policy_spec("auto", spaces.Discrete(3)).kind == "categorical"
-    spec = policy_spec("beta", box)
+    assert policy_spec(box).kind == "gaussian"  # kind="auto" by default
+    assert policy_spec(spaces.Discrete(3)).kind == "categorical"
+    spec = policy_spec(box, kind="beta")
     assert (spec.low, spec.high, spec.size) == ((-2.0,), (2.0,), 1)
+    spec = policy_spec(box, "tanh_gaussian", log_std="state", init_log_std=-0.5)
+    assert (spec.kind, spec.log_std, spec.init_log_std) == ("tanh_gaussian", "state", -0.5)
     for kind in ("gaussian", "tanh_gaussian", "beta"):
         with pytest.raises(PolicyConfigError, match="continuous.*Discrete"):
-            policy_spec(kind, spaces.Discrete(2))
+            policy_spec(spaces.Discrete(2), kind=kind)
     with pytest.raises(PolicyConfigError, match="categorical needs a Discrete"):
-        policy_spec("categorical", box)
+        policy_spec(box, kind="categorical")
     with pytest.raises(PolicyConfigError, match="not finite"):
-        policy_spec("beta", spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32))
+        policy_spec(spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32), kind="beta")
+    with pytest.raises(TypeError, match="action space first"):
+        policy_spec("beta", box)  # the old argument order
+
+
+# --------------------------------------------------------------------------- distrax-style API
+
+DISTRIBUTIONS = {
+    "categorical": lambda: Categorical(jnp.asarray(MEAN)),
+    "gaussian": lambda: Gaussian(jnp.asarray(MEAN), jnp.asarray(LOG_STD), jnp.asarray(LOW),
+                                 jnp.asarray(HIGH)),
+    "tanh_gaussian": lambda: TanhGaussian(jnp.asarray(MEAN), jnp.asarray(LOG_STD), jnp.asarray(LOW),
+                                          jnp.asarray(HIGH)),
+    "beta": lambda: Beta(jnp.exp(jnp.asarray(LOG_STD)) + 1.0, jnp.exp(jnp.asarray(MEAN)) + 1.0,
+                         jnp.asarray(LOW), jnp.asarray(HIGH)),
+}
+
+
+@pytest.mark.parametrize("name", list(DISTRIBUTIONS))
+def test_sample_takes_distraxs_seed_keyword_or_a_positional_key(name):
+    dist = DISTRIBUTIONS[name]()
+    key = jax.random.PRNGKey(4)
+    np.testing.assert_array_equal(np.asarray(dist.sample(seed=key)), np.asarray(dist.sample(key)))
+    assert float(jnp.max(jnp.abs(dist.kl_divergence(dist)))) < 1e-5  # KL(p || p) = 0
+    other = Categorical(jnp.zeros(3)) if name != "categorical" else DISTRIBUTIONS["gaussian"]()
+    with pytest.raises(TypeError, match="kl_divergence needs another"):
+        dist.kl_divergence(other)
+
+
+def test_categorical_kl_matches_scipy():
+    rng = np.random.default_rng(21)
+    p_logits, q_logits = (rng.normal(size=(4, 6)).astype(np.float32) * 2 for _ in range(2))
+    got = np.asarray(Categorical(jnp.asarray(p_logits)).kl_divergence(Categorical(jnp.asarray(q_logits))))
+    probs = lambda logits: np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    expected = [stats.entropy(p, q) for p, q in zip(probs(p_logits.astype(np.float64)),
+                                                   probs(q_logits.astype(np.float64)))]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def kl_by_integration(logpdf_p, logpdf_q, low, high):
+    """KL(p || q) = integral of p (log p - log q), by adaptive quadrature over [low, high]."""
+    value, _ = integrate.quad(lambda x: np.exp(logpdf_p(x)) * (logpdf_p(x) - logpdf_q(x)), low, high,
+                              limit=400, epsabs=1e-10)
+    return value
+
+
+def test_gaussian_kl_matches_numerical_integration():
+    mean_q = (MEAN + RNG.normal(size=MEAN.shape)).astype(np.float32)
+    log_std_q = (LOG_STD + RNG.uniform(-0.5, 0.5, size=LOG_STD.shape)).astype(np.float32)
+    p = Gaussian(jnp.asarray(MEAN), jnp.asarray(LOG_STD), jnp.asarray(LOW), jnp.asarray(HIGH))
+    q = Gaussian(jnp.asarray(mean_q), jnp.asarray(log_std_q), jnp.asarray(LOW), jnp.asarray(HIGH))
+    expected = np.zeros(MEAN.shape[0])
+    for i, j in np.ndindex(MEAN.shape):
+        np_, nq = (stats.norm(m[i, j], np.exp(ls[i, j])) for m, ls in ((MEAN, LOG_STD), (mean_q, log_std_q)))
+        expected[i] += kl_by_integration(np_.logpdf, nq.logpdf, MEAN[i, j] - 15 * np_.std(),
+                                         MEAN[i, j] + 15 * np_.std())
+    np.testing.assert_allclose(np.asarray(p.kl_divergence(q)), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("p_params,q_params", [((0.3, 0.4), (-0.2, 0.8)), ((1.2, 0.25), (0.9, 0.5))])
+def test_tanh_gaussian_kl_matches_integration_over_the_actions(p_params, q_params):
+    """Integrated in the env's action space with the change-of-variables densities, so the
+    invariance of KL under the squash is checked, not assumed."""
+    low, high = -2.0, 3.0
+    make = lambda m, s: TanhGaussian(jnp.asarray([m], jnp.float32), jnp.asarray([np.log(s)], jnp.float32),
+                                     jnp.asarray([low]), jnp.asarray([high]))
+    got = float(make(*p_params).kl_divergence(make(*q_params)))
+    logpdf = lambda m, s: (lambda a: squashed_logpdf(a, m, s, low, high))
+    eps = 1e-9 * (high - low)
+    expected = kl_by_integration(logpdf(*p_params), logpdf(*q_params), low + eps, high - eps)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5)
+
+
+def test_beta_kl_matches_numerical_integration_with_scaling():
+    alpha_p, beta_p, alpha_q, beta_q = (RNG.uniform(1.1, 5.0, size=(2, 3)).astype(np.float32)
+                                        for _ in range(4))
+    p = Beta(jnp.asarray(alpha_p), jnp.asarray(beta_p), jnp.asarray(LOW), jnp.asarray(HIGH))
+    q = Beta(jnp.asarray(alpha_q), jnp.asarray(beta_q), jnp.asarray(LOW), jnp.asarray(HIGH))
+    expected = np.zeros(2)
+    for i, j in np.ndindex(alpha_p.shape):
+        bp, bq = (stats.beta(a[i, j], b[i, j], loc=LOW[j], scale=HIGH[j] - LOW[j])
+                  for a, b in ((alpha_p, beta_p), (alpha_q, beta_q)))
+        expected[i] += kl_by_integration(bp.logpdf, bq.logpdf, LOW[j], HIGH[j])
+    np.testing.assert_allclose(np.asarray(p.kl_divergence(q)), expected, rtol=1e-4, atol=1e-5)

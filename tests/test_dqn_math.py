@@ -490,7 +490,7 @@ def check_against_model(state, model):
 
 def test_masked_add_skips_dropped_items():
     capacity = 4
-    state = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, capacity)
+    state = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, capacity, prioritized=True)
     model = RingModel(capacity)
     add = jax.jit(replay.add)
 
@@ -513,7 +513,7 @@ def test_masked_add_skips_dropped_items():
 
 
 def test_masked_add_all_dropped_leaves_state_unchanged():
-    state = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, 3)
+    state = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, 3, prioritized=True)
     state = replay.add(state, items_batch([1, 2]))
     after = replay.add(state, items_batch([7, 8, 9]), jnp.zeros(3, bool))
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(after)):
@@ -521,7 +521,7 @@ def test_masked_add_all_dropped_leaves_state_unchanged():
 
 
 def test_masked_add_all_valid_equals_unmasked():
-    state = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, 5)
+    state = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, 5, prioritized=True)
     state = replay.add(state, items_batch([1, 2, 3]))
     masked = replay.add(state, items_batch([4, 5, 6]), jnp.ones(3, bool))
     plain = replay.add(state, items_batch([4, 5, 6]))
@@ -533,7 +533,7 @@ def test_masked_add_all_valid_equals_unmasked():
 def test_masked_add_random_sequence_matches_ring_model(capacity):
     """Non-power-of-two capacity (padding leaves) and power-of-two capacity, many wraps."""
     rng = np.random.default_rng(capacity)
-    state = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, capacity)
+    state = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, capacity, prioritized=True)
     model = RingModel(capacity)
     add = jax.jit(replay.add)
     batch = min(capacity, 4)  # at most `capacity` kept per add, so no slot is written twice
@@ -547,7 +547,7 @@ def test_masked_add_random_sequence_matches_ring_model(capacity):
 
 def test_masked_add_under_vmap_over_a_population():
     capacity = 4
-    one = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, capacity)
+    one = replay.init({"obs": jnp.zeros(2), "action": jnp.int32(0)}, capacity, prioritized=True)
     states = jax.tree.map(lambda x: jnp.stack([x, x]), one)
     batch = jax.tree.map(lambda x: jnp.stack([x, x + 10]), items_batch([1, 2, 3]))
     masks = [[True, False, True], [False, False, True]]

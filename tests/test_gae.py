@@ -1,5 +1,7 @@
 """GAE(λ) against an independent plain-python reference, with terminations and truncations."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -53,7 +55,7 @@ def random_batch(seed, T=12, N=5, p_term=0.15, p_trunc=0.15):
 def run_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
     adv, targets = gae_advantages(
         jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(next_values),
-        jnp.asarray(terminated), jnp.asarray(truncated), gamma, lam,
+        jnp.asarray(terminated), jnp.asarray(truncated), gamma=gamma, gae_lambda=lam, time_axis=0,
     )
     return np.asarray(adv), np.asarray(targets)
 
@@ -189,12 +191,50 @@ def test_traced_gamma_lambda_and_mismatched_shapes():
     import jax
 
     batch = random_batch(8, T=5, N=3)
-    fn = jax.jit(gae_advantages)
-    adv, _ = fn(*(jnp.asarray(x) for x in batch), jnp.float32(0.9), jnp.float32(0.7))
+    fn = jax.jit(functools.partial(gae_advantages, time_axis=0))
+    adv, _ = fn(*(jnp.asarray(x) for x in batch), gamma=jnp.float32(0.9), gae_lambda=jnp.float32(0.7))
     ref, _ = reference_gae(*batch, 0.9, 0.7)
     np.testing.assert_allclose(np.asarray(adv), ref, rtol=1e-5, atol=1e-5)
 
     rewards, values, next_values, terminated, truncated = batch
     with pytest.raises(AssertionError):
         gae_advantages(jnp.asarray(rewards), jnp.asarray(values[:-1]), jnp.asarray(next_values),
-                       jnp.asarray(terminated), jnp.asarray(truncated), 0.9, 0.7)
+                       jnp.asarray(terminated), jnp.asarray(truncated), gamma=0.9, gae_lambda=0.7,
+                       time_axis=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_batch_major_equals_time_major_and_the_reference(seed):
+    """[N, T] with time_axis=1 gives the transposed numbers of the [T, N] call, exactly."""
+    batch = random_batch(seed)
+    time_major = run_gae(*batch, 0.99, 0.95)
+    batch_major = gae_advantages(*(jnp.asarray(x.T) for x in batch), gamma=0.99, gae_lambda=0.95,
+                                 time_axis=1)
+    ref_adv, ref_targets = reference_gae(*batch, 0.99, 0.95)
+    for got, same, ref in zip(batch_major, time_major, (ref_adv, ref_targets)):
+        assert got.shape == batch[0].T.shape
+        np.testing.assert_array_equal(np.asarray(got).T, same)
+        np.testing.assert_allclose(np.asarray(got).T, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_time_axis_of_a_three_dimensional_batch():
+    """Time in the middle of [N, T, K]: each [:, :, k] slice is its own batch-major problem."""
+    rewards, values, next_values, terminated, truncated = random_batch(9, T=6, N=4)
+    stack = lambda x: np.stack([x.T, x.T[::-1]], axis=-1)  # [N, T, 2]
+    adv, targets = gae_advantages(*(jnp.asarray(stack(x)) for x in
+                                    (rewards, values, next_values, terminated, truncated)),
+                                  gamma=0.9, gae_lambda=0.8, time_axis=-2)
+    assert adv.shape == targets.shape == (4, 6, 2)
+    for k, pick in enumerate((lambda x: x, lambda x: x[:, ::-1])):
+        ref_adv, ref_targets = reference_gae(*(pick(x) for x in (rewards, values, next_values,
+                                                                  terminated, truncated)), 0.9, 0.8)
+        np.testing.assert_allclose(np.asarray(adv[:, :, k]).T, ref_adv, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(targets[:, :, k]).T, ref_targets, rtol=1e-5, atol=1e-5)
+
+
+def test_time_axis_and_discounts_must_be_named():
+    batch = tuple(jnp.asarray(x) for x in random_batch(10, T=4, N=2))
+    with pytest.raises(TypeError, match="time_axis"):
+        gae_advantages(*batch, gamma=0.9, gae_lambda=0.9)
+    with pytest.raises(TypeError):
+        gae_advantages(*batch, 0.9, 0.9, 0)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 from jaxrl.networks.distributions import Categorical
 from jaxrl.rl.losses import approx_kl, clipped_surrogate_loss, value_loss
-from jaxrl.rl.schedules import linear_decay
+from jaxrl.rl.schedules import linear_anneal, linear_decay
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -38,7 +38,9 @@ def test_clipped_surrogate_matches_numpy(seed, eps):
     ratio = np.exp(new.astype(np.float64) - old)
     keep = np.abs(np.abs(ratio - 1) - eps) > 1e-4  # stay away from the exact clip boundary
     new, old, adv = new[keep], old[keep], adv[keep]
-    loss, frac = clipped_surrogate_loss(jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv), eps)
+    loss, extras = clipped_surrogate_loss(jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv),
+                                          clip_eps=eps, return_extras=True)
+    frac = extras["clip_fraction"]
     ref_loss, ref_frac = np_surrogate(new, old, adv, eps)
     assert 0.0 < ref_frac < 1.0  # both regimes present
     np.testing.assert_allclose(float(loss), ref_loss, **TOL)
@@ -56,7 +58,9 @@ def test_clipped_surrogate_hand_cases():
     objective = np.array([1.2, -1.5, 0.5, -0.8, 2.2, 3.0])
     old = np.zeros(6, np.float32)
     new = np.log(ratios).astype(np.float32)
-    loss, frac = clipped_surrogate_loss(jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv), eps)
+    loss, extras = clipped_surrogate_loss(jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv),
+                                          clip_eps=eps, return_extras=True)
+    frac = extras["clip_fraction"]
     np.testing.assert_allclose(float(loss), -objective.mean(), rtol=1e-5)
     np.testing.assert_allclose(float(frac), 4 / 6, rtol=1e-6)
 
@@ -64,9 +68,28 @@ def test_clipped_surrogate_hand_cases():
 def test_clipped_surrogate_identical_policies():
     adv = jnp.asarray([1.0, -2.0, 0.5, 4.0])
     lp = jnp.asarray([-0.1, -2.0, -1.3, -0.7])
-    loss, frac = clipped_surrogate_loss(lp, lp, adv, 0.2)
+    loss, extras = clipped_surrogate_loss(lp, lp, adv, clip_eps=0.2, return_extras=True)
     np.testing.assert_allclose(float(loss), -np.mean([1.0, -2.0, 0.5, 4.0]), rtol=1e-6)
-    assert float(frac) == 0.0
+    assert float(extras["clip_fraction"]) == 0.0
+
+
+def test_clipped_surrogate_is_a_scalar_by_default_and_masks_like_numpy():
+    rng = np.random.default_rng(3)
+    old = rng.normal(size=40).astype(np.float32)
+    new = (old + rng.normal(scale=0.3, size=40)).astype(np.float32)
+    adv = rng.normal(size=40).astype(np.float32)
+    mask = rng.random(40) < 0.6
+    args = (jnp.asarray(new), jnp.asarray(old), jnp.asarray(adv))
+    loss = clipped_surrogate_loss(*args, clip_eps=0.2)
+    assert isinstance(loss, jax.Array) and loss.shape == ()
+    with_extras, _ = clipped_surrogate_loss(*args, clip_eps=0.2, return_extras=True)
+    assert float(loss) == float(with_extras)  # the extras change nothing about the loss
+    masked, extras = clipped_surrogate_loss(*args, clip_eps=0.2, mask=jnp.asarray(mask), return_extras=True)
+    ref_loss, ref_frac = np_surrogate(new[mask], old[mask], adv[mask], 0.2)
+    np.testing.assert_allclose(float(masked), ref_loss, **TOL)
+    np.testing.assert_allclose(float(extras["clip_fraction"]), ref_frac, **TOL)
+    with pytest.raises(TypeError):
+        clipped_surrogate_loss(*args, 0.2)  # clip_eps is keyword-only
 
 
 # --------------------------------------------------------------------------- value loss
@@ -89,7 +112,8 @@ def test_value_loss_matches_numpy(clip, eps):
     old = rng.normal(size=n).astype(np.float32)
     values = (old + rng.normal(scale=0.5, size=n)).astype(np.float32)
     targets = rng.normal(size=n).astype(np.float32)
-    got = value_loss(jnp.asarray(values), jnp.asarray(old), jnp.asarray(targets), eps, clip=clip)
+    clipping = dict(old_values=jnp.asarray(old), clip_eps=eps) if clip else {}
+    got = value_loss(jnp.asarray(values), jnp.asarray(targets), **clipping)
     np.testing.assert_allclose(float(got), np_value_loss(values, old, targets, eps, clip), **TOL)
 
 
@@ -99,13 +123,33 @@ def test_value_loss_clipping_is_pessimistic_and_hand_case():
     values = jnp.asarray([2.0, 2.0])
     old = jnp.asarray([0.0, 0.0])
     targets = jnp.asarray([0.0, 3.0])
-    np.testing.assert_allclose(float(value_loss(values, old, targets, 0.5, clip=True)),
+    np.testing.assert_allclose(float(value_loss(values, targets, old_values=old, clip_eps=0.5)),
                                0.5 * (4.0 + 6.25) / 2, rtol=1e-6)
-    np.testing.assert_allclose(float(value_loss(values, old, targets, 0.5, clip=False)),
-                               0.5 * (4.0 + 1.0) / 2, rtol=1e-6)
+    np.testing.assert_allclose(float(value_loss(values, targets)), 0.5 * (4.0 + 1.0) / 2, rtol=1e-6)
     rng = np.random.default_rng(12)
     v, o, t = (jnp.asarray(rng.normal(size=50).astype(np.float32)) for _ in range(3))
-    assert float(value_loss(v, o, t, 0.2, clip=True)) >= float(value_loss(v, o, t, 0.2, clip=False))
+    assert float(value_loss(v, t, old_values=o, clip_eps=0.2)) >= float(value_loss(v, t))
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_value_loss_mask_matches_numpy_on_the_kept_entries(clip):
+    rng = np.random.default_rng(13)
+    old, values, targets = (rng.normal(size=60).astype(np.float32) for _ in range(3))
+    mask = rng.random(60) < 0.5
+    clipping = dict(old_values=jnp.asarray(old), clip_eps=0.3) if clip else {}
+    got = value_loss(jnp.asarray(values), jnp.asarray(targets), mask=jnp.asarray(mask), **clipping)
+    expected = np_value_loss(values[mask], old[mask], targets[mask], 0.3, clip)
+    np.testing.assert_allclose(float(got), expected, **TOL)
+
+
+def test_value_loss_needs_both_or_neither_clipping_argument():
+    v = jnp.ones(3)
+    with pytest.raises(ValueError, match="old_values without clip_eps"):
+        value_loss(v, v, old_values=v)
+    with pytest.raises(ValueError, match="clip_eps without old_values"):
+        value_loss(v, v, clip_eps=0.2)
+    with pytest.raises(TypeError):
+        value_loss(v, v, v, 0.2)  # the clipping arguments are keyword-only
 
 
 # --------------------------------------------------------------------------- approx KL
@@ -155,6 +199,35 @@ def test_linear_decay_jit_and_zero_total():
     # total_steps = 0 is treated as 1: step 0 -> initial, step >= 1 -> final
     assert float(linear_decay(2.0, 0, 0)) == pytest.approx(2.0)
     assert float(linear_decay(2.0, 5, 0, 0.5)) == pytest.approx(1.0)
+
+
+def test_linear_decay_vmaps_over_total_steps_like_a_numpy_loop():
+    totals = np.array([0, 1, 3, 10, 100], np.int32)  # one per population member
+    steps = np.array([0, 1, 2, 5, 50, 200], np.int32)
+    got = jax.jit(jax.vmap(lambda total: jax.vmap(lambda s: linear_decay(2.0, s, total, 0.25))(steps)))(
+        jnp.asarray(totals))
+    expected = np.empty((len(totals), len(steps)))
+    for i, total in enumerate(totals):
+        for j, step in enumerate(steps):
+            progress = min(max(step / max(int(total), 1), 0.0), 1.0)
+            expected[i, j] = 2.0 * (1.0 - 0.75 * progress)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+    # and the same numbers as a Python-int total_steps
+    for i, total in enumerate(totals):
+        np.testing.assert_array_equal(
+            np.asarray(got[i]), np.asarray(jax.vmap(lambda s: linear_decay(2.0, s, int(total), 0.25))(steps)))
+
+
+def test_linear_anneal_moves_from_start_to_end_then_stays():
+    steps = np.array([0, 10, 25, 50, 100, 1000], np.float32)
+    durations = np.array([50.0, 100.0, 0.0], np.float32)
+    anneal = jax.vmap(lambda duration: linear_anneal(1.0, 0.05, jnp.asarray(steps), duration))
+    got = np.asarray(anneal(jnp.asarray(durations)))
+    for row, duration in zip(got, durations):
+        progress = np.clip(steps / max(duration, 1e-9), 0.0, 1.0)
+        np.testing.assert_allclose(row, 1.0 + (0.05 - 1.0) * progress, rtol=1e-6)
+    assert got[0, 0] == pytest.approx(1.0) and got[0, -1] == pytest.approx(0.05)
+    assert got[2, 0] == pytest.approx(1.0) and got[2, 1] == pytest.approx(0.05)  # no duration: at once
 
 
 # --------------------------------------------------------------------------- categorical

@@ -63,6 +63,29 @@ def test_hyperparameters_are_a_vmapped_axis():
     assert moved[0] > 1e-4 and moved[1] > 1e-4 and moved[2] == 0.0
 
 
+@pytest.mark.parametrize("count", [3, 5])
+def test_a_wrong_number_of_hyperparameter_values_is_refused_before_compiling(count, monkeypatch):
+    algo = tiny_algo()
+    def compiled(*args, **kwargs):
+        raise AssertionError("the population was built before the hyperparameters were checked")
+    monkeypatch.setattr(population.Population, "init", compiled)
+    monkeypatch.setattr(population.Population, "compile", compiled)
+    hp = algo.default_hparams._replace(lr=jnp.full((count,), 1e-3))
+    message = f"hparams.lr has {count} values for 4 members; give one value or one per member"
+    with pytest.raises(ValueError, match=message):
+        population.run(algo, 4, hparams=hp)
+
+
+def test_broadcast_hparams_shares_one_value_and_keeps_one_per_member():
+    hp = tiny_algo().default_hparams._replace(lr=[1e-3, 2e-3, 3e-3, 4e-3], gamma=jnp.asarray([0.9]))
+    out = population.broadcast_hparams(hp, 4)
+    np.testing.assert_allclose(np.asarray(out.lr), [1e-3, 2e-3, 3e-3, 4e-3])
+    np.testing.assert_allclose(np.asarray(out.gamma), [0.9] * 4)
+    assert all(leaf.shape == (4,) and leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(out))
+    with pytest.raises(ValueError, match="hparams.clip_eps has 2 values for 4 members"):
+        population.broadcast_hparams(hp._replace(clip_eps=[0.1, 0.2]), 4)
+
+
 SHARDED = """
 import json, jax, numpy as np
 from jaxrl import population

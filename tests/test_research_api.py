@@ -95,7 +95,7 @@ def test_deterministic_may_be_a_traced_bool(name):
 def test_a_network_of_ones_own_trains_evaluates_and_checkpoints(tmp_path):
     env, params = cartpole()
     eval_env, _ = make_vec("CartPole-v1", 2, update_stats=False)
-    network = OwnActorCritic(policy_spec("auto", env.action_space(params)))
+    network = OwnActorCritic(policy_spec(env.action_space(params)))
     algo = ppo.make(ppo.Config(num_steps=16, num_minibatches=2), env, params, 4 * 16 * 4, network=network)
     evaluator = make_evaluator(algo, eval_env, params, max_steps=50)
     result = population.run(algo, 2, seed=0, updates_per_chunk=2, evaluator=evaluator)
@@ -112,7 +112,7 @@ def test_a_network_of_ones_own_trains_evaluates_and_checkpoints(tmp_path):
 
 def test_a_user_encoder_replaces_the_configured_torso():
     env, params = cartpole()
-    spec = policy_spec("auto", env.action_space(params))
+    spec = policy_spec(env.action_space(params))
     net = ActorCritic(NetworkConfig(), spec, encoder=Torso())
     variables = net.init(jax.random.PRNGKey(0), jnp.zeros((3, 4)))
     assert "LayerNorm_0" in variables["params"]["encoder"]

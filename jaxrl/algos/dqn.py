@@ -37,7 +37,7 @@ from jaxrl.algos.base import (
 from jaxrl.envs import describe_space, spaces
 from jaxrl.errors import ConfigError
 from jaxrl.networks import NetworkConfig, QNetwork, QOutput, check_torso
-from jaxrl.rl import categorical_projection, huber_loss, linear_schedule, n_step_targets
+from jaxrl.rl import categorical_projection, huber_loss, linear_anneal, n_step_targets
 from jaxrl.rollout import Steps, episode_metrics, make_update
 
 LOSSES = ("huber", "mse")
@@ -281,7 +281,7 @@ def exploration(config: Config, run: Plan, update_step: chex.Array, hp: HParams)
     if config.noisy:
         return jnp.float32(0.0)
     steps = update_step * run.steps_per_update
-    return linear_schedule(hp.eps_start, hp.eps_end, steps, hp.eps_decay_fraction * run.total_env_steps)
+    return linear_anneal(hp.eps_start, hp.eps_end, steps, hp.eps_decay_fraction * run.total_env_steps)
 
 
 def policy(network: nn.Module, config: Config, run: Plan, state: DQNState, obs: chex.Array,
@@ -335,13 +335,11 @@ def cut_open_windows(config: Config, state: DQNState) -> DQNState:
 
 
 def sample(config: Config, buffer: buffers.ReplayState, key: chex.PRNGKey, beta: chex.Array
-           ) -> tuple[Transition, chex.Array, chex.Array]:
+           ) -> buffers.Sample:
     """A replayed batch, its slots and importance weights (ones when uniform)."""
     if config.prioritized:
-        drawn = buffers.sample_prioritized(buffer, key, config.batch_size, beta)
-        return drawn.data, drawn.indices, drawn.weights
-    batch, indices = buffers.sample_uniform(buffer, key, config.batch_size)
-    return batch, indices, jnp.ones(config.batch_size)
+        return buffers.sample_prioritized(buffer, key, config.batch_size, beta)
+    return buffers.sample_uniform(buffer, key, config.batch_size)
 
 
 # ---- learning -----------------------------------------------------------------------------

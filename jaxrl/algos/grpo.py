@@ -112,14 +112,14 @@ def policy(network: nn.Module, state: GRPOState, obs: chex.Array, key: chex.PRNG
            hp: HParams) -> tuple[chex.Array, Record]:
     """One step's sampled env actions, and what learning needs of them."""
     dist = network.apply(state.params, obs)
-    action = dist.sample(key)
+    action = dist.sample(seed=key)
     return dist.to_env(action), Record(action, dist.log_prob(action))
 
 
 def act(network: nn.Module, params: Any, obs: chex.Array, key: chex.PRNGKey,
         deterministic: bool | chex.Array = False) -> chex.Array:
     dist = network.apply(params, obs)
-    return dist.to_env(either(deterministic, dist.mode, lambda: dist.sample(key)))
+    return dist.to_env(either(deterministic, dist.mode, lambda: dist.sample(seed=key)))
 
 
 def explain(network: nn.Module, params: Any, obs: chex.Array) -> dict[str, chex.Array]:
@@ -141,14 +141,15 @@ def loss(network: nn.Module, params: Any, minibatch: Minibatch, hp: HParams
     steps still in their first episode, and its parts."""
     dist = network.apply(params, minibatch.obs)
     log_prob = dist.log_prob(minibatch.action)
-    policy_loss, clip_fraction = clipped_surrogate_loss(
-        log_prob, minibatch.log_prob, minibatch.advantage, hp.clip_eps, minibatch.alive)
+    policy_loss, extras = clipped_surrogate_loss(
+        log_prob, minibatch.log_prob, minibatch.advantage, clip_eps=hp.clip_eps, mask=minibatch.alive,
+        return_extras=True)
     kl = approx_kl(minibatch.ref_log_prob, log_prob, minibatch.alive)
     entropy = masked_mean(dist.entropy(), minibatch.alive)
     total = policy_loss + hp.kl_coef * kl - hp.ent_coef * entropy
     return total, {"policy_loss": policy_loss, "kl_to_reference": kl, "entropy": entropy,
                    "approx_kl": approx_kl(log_prob, minibatch.log_prob, minibatch.alive),
-                   "clip_fraction": clip_fraction}
+                   "clip_fraction": extras["clip_fraction"]}
 
 
 def minibatches(network: nn.Module, config: Config, ref_params: Any, steps: Steps, alive: chex.Array,

@@ -70,8 +70,8 @@ def resolve_policy(config: PolicyGradientConfig, env: Any, env_params: Any) -> t
     obs_ndim = len(env.observation_space(env_params).shape)
     try:
         check_torso(config.network, obs_ndim)
-        spec = policy_spec(config.policy, env.action_space(env_params), config.log_std,
-                           config.init_log_std)
+        spec = policy_spec(env.action_space(env_params), kind=config.policy, log_std=config.log_std,
+                           init_log_std=config.init_log_std)
     except (ValueError, PolicyConfigError) as error:
         raise ConfigError(f"algo.{error}") from None
     return spec, obs_ndim

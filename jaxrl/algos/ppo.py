@@ -106,7 +106,7 @@ def policy(network: nn.Module, state: PPOState, obs: chex.Array, key: chex.PRNGK
            hp: HParams) -> tuple[chex.Array, Record]:
     """One step's sampled env actions, and what learning needs of them."""
     dist, value = network.apply(state.params, obs)
-    action = dist.sample(key)
+    action = dist.sample(seed=key)
     return dist.to_env(action), Record(action, dist.log_prob(action), value)
 
 
@@ -114,7 +114,7 @@ def act(network: nn.Module, params: Any, obs: chex.Array, key: chex.PRNGKey,
         deterministic: bool | chex.Array = False) -> chex.Array:
     """Evaluation actions: the distribution's mode, or a sample."""
     dist, _ = network.apply(params, obs)
-    return dist.to_env(either(deterministic, dist.mode, lambda: dist.sample(key)))
+    return dist.to_env(either(deterministic, dist.mode, lambda: dist.sample(seed=key)))
 
 
 def explain(network: nn.Module, params: Any, obs: chex.Array) -> dict[str, chex.Array]:
@@ -139,14 +139,15 @@ def loss(network: nn.Module, params: Any, minibatch: Minibatch, hp: HParams, *,
     advantages = minibatch.advantage
     if normalize_advantages:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    policy_loss, clip_fraction = clipped_surrogate_loss(
-        log_prob, minibatch.log_prob, advantages, hp.clip_eps)
-    v_loss = value_loss(values, minibatch.value, minibatch.target, hp.clip_eps, clip_value_loss)
+    policy_loss, extras = clipped_surrogate_loss(
+        log_prob, minibatch.log_prob, advantages, clip_eps=hp.clip_eps, return_extras=True)
+    v_loss = (value_loss(values, minibatch.target, old_values=minibatch.value, clip_eps=hp.clip_eps)
+              if clip_value_loss else value_loss(values, minibatch.target))
     entropy = dist.entropy().mean()
     total = policy_loss + hp.vf_coef * v_loss - hp.ent_coef * entropy
     return total, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy,
                    "approx_kl": approx_kl(log_prob, minibatch.log_prob),
-                   "clip_fraction": clip_fraction}
+                   "clip_fraction": extras["clip_fraction"]}
 
 
 def minibatches(network: nn.Module, params: Any, steps: Steps, hp: HParams) -> Minibatch:
@@ -154,7 +155,8 @@ def minibatches(network: nn.Module, params: Any, steps: Steps, hp: HParams) -> M
     record = steps.record
     next_values = state_values(network, params, steps.final_obs)
     advantages, targets = gae_advantages(steps.reward, record.value, next_values, steps.terminated,
-                                         steps.truncated, gamma=hp.gamma, gae_lambda=hp.gae_lambda)
+                                         steps.truncated, gamma=hp.gamma, gae_lambda=hp.gae_lambda,
+                                         time_axis=0)
     batch = Minibatch(steps.obs, record.action, record.log_prob, record.value, advantages, targets)
     return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
 

@@ -2,9 +2,9 @@
 
 from jaxrl.buffers import sum_tree
 from jaxrl.buffers.replay import (
-    PrioritizedSample, ReplayState, add, empty_like, importance_weights, init, is_prioritized, sample_prioritized,
+    ReplayState, Sample, add, empty_like, importance_weights, init, is_prioritized, sample_prioritized,
     sample_uniform, update_priorities,
 )
 
-__all__ = ["sum_tree", "ReplayState", "PrioritizedSample", "init", "is_prioritized", "add", "empty_like", "sample_uniform",
-           "sample_prioritized", "update_priorities", "importance_weights"]
+__all__ = ["sum_tree", "ReplayState", "Sample", "init", "is_prioritized", "add", "empty_like",
+           "sample_uniform", "sample_prioritized", "update_priorities", "importance_weights"]

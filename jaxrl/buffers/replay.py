@@ -24,15 +24,18 @@ class ReplayState(NamedTuple):
     max_priority: chex.Array  # priority given to new transitions
 
 
-class PrioritizedSample(NamedTuple):
+class Sample(NamedTuple):
+    """What both samplers return, so a learner reads `sample.weights` whichever it uses."""
+
     data: Any  # pytree of [batch, ...]
-    indices: chex.Array
-    weights: chex.Array  # importance weights, max-normalised
+    indices: chex.Array  # the slots drawn, for `update_priorities`
+    weights: chex.Array  # importance weights, max-normalised (ones when sampled uniformly)
 
 
-def init(example: Any, capacity: int, prioritized: bool = True) -> ReplayState:
+def init(example: Any, capacity: int, *, prioritized: bool = False) -> ReplayState:
     """An empty buffer for transitions shaped like `example` (one transition, no batch axis).
-    A uniform buffer (`prioritized=False`) keeps no sum-tree, so adding skips its upkeep."""
+    A uniform buffer (the default) keeps no sum-tree, so adding skips its upkeep; only a
+    `prioritized=True` one can be passed to `sample_prioritized` and `update_priorities`."""
     if capacity < 1:
         raise ValueError(f"replay capacity must be at least 1, got {capacity}")
     data = jax.tree.map(lambda x: jnp.zeros((capacity,) + jnp.shape(x), jnp.asarray(x).dtype), example)
@@ -43,6 +46,13 @@ def init(example: Any, capacity: int, prioritized: bool = True) -> ReplayState:
 def is_prioritized(state: ReplayState) -> bool:
     """Whether the buffer keeps priorities (decided by its shapes, so known when tracing)."""
     return state.priorities.shape[-1] > 1
+
+
+def _require_priorities(state: ReplayState, caller: str) -> None:
+    """Refuses, when tracing, a uniform buffer where priorities are needed (it has no sum-tree)."""
+    if not is_prioritized(state):
+        raise ValueError(f"{caller} needs a buffer that keeps priorities, but this one was made "
+                         f"without them; create it with buffers.init(..., prioritized=True)")
 
 
 def empty_like(abstract: ReplayState) -> ReplayState:
@@ -81,10 +91,12 @@ def add(state: ReplayState, batch: Any, valid: chex.Array | None = None) -> Repl
                           size=jnp.minimum(state.size + added, capacity), priorities=priorities)
 
 
-def sample_uniform(state: ReplayState, key: chex.PRNGKey, batch_size: int) -> tuple[Any, chex.Array]:
-    """`batch_size` transitions drawn uniformly (with replacement) from the filled slots."""
+def sample_uniform(state: ReplayState, key: chex.PRNGKey, batch_size: int) -> Sample:
+    """`batch_size` transitions drawn uniformly (with replacement) from the filled slots,
+    with weights of ones; works on either kind of buffer."""
     indices = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
-    return jax.tree.map(lambda x: x[indices], state.data), indices
+    return Sample(jax.tree.map(lambda x: x[indices], state.data), indices,
+                  jnp.ones((batch_size,), jnp.float32))
 
 
 def importance_weights(probabilities: chex.Array, size: chex.Array, beta: chex.Array) -> chex.Array:
@@ -94,19 +106,23 @@ def importance_weights(probabilities: chex.Array, size: chex.Array, beta: chex.A
 
 
 def sample_prioritized(state: ReplayState, key: chex.PRNGKey, batch_size: int,
-                       beta: chex.Array) -> PrioritizedSample:
-    """`batch_size` transitions drawn with P(i) = p_i^alpha / sum_k p_k^alpha, O(log N) each."""
+                       beta: chex.Array) -> Sample:
+    """`batch_size` transitions drawn with P(i) = p_i^alpha / sum_k p_k^alpha, O(log N) each,
+    with importance weights for `beta`; needs a buffer made with `prioritized=True`."""
+    _require_priorities(state, "sample_prioritized")
     indices = jnp.minimum(sum_tree.sample(state.priorities, key, batch_size),
                           jnp.maximum(state.size - 1, 0))
     total = jnp.maximum(sum_tree.total(state.priorities), 1e-30)  # an empty buffer samples slot 0
     probabilities = jnp.maximum(sum_tree.leaf_values(state.priorities, indices) / total, 1e-30)
     weights = importance_weights(probabilities, jnp.maximum(state.size, 1), beta)
-    return PrioritizedSample(jax.tree.map(lambda x: x[indices], state.data), indices, weights)
+    return Sample(jax.tree.map(lambda x: x[indices], state.data), indices, weights)
 
 
 def update_priorities(state: ReplayState, indices: chex.Array, td_errors: chex.Array,
                       alpha: chex.Array, eps: float = 1e-6) -> ReplayState:
-    """Sets p_i = (|delta_i| + eps)^alpha for the sampled transitions."""
+    """Sets p_i = (|delta_i| + eps)^alpha for the sampled transitions; needs a buffer made
+    with `prioritized=True`."""
+    _require_priorities(state, "update_priorities")
     priorities = (jnp.abs(td_errors) + eps) ** alpha
     return state._replace(priorities=sum_tree.update(state.priorities, indices, priorities),
                           max_priority=jnp.maximum(state.max_priority, priorities.max()))

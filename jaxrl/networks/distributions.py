@@ -5,7 +5,8 @@ Every distribution samples a *raw* action, which the learner stores and scores w
 policy the two are the same up to scaling; for a tanh-squashed Gaussian the raw action is
 the pre-squash sample, so log-probs never invert `tanh` (which loses precision near ±1).
 
-Continuous distributions are diagonal: log-probs and entropies sum over the last axis.
+Continuous distributions are diagonal: log-probs, entropies and KL divergences sum over the
+last axis. `sample(seed=key)` and `kl_divergence(other)` read as in distrax.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ _GH_WEIGHTS = _GH_WEIGHTS / _GH_WEIGHTS.sum()
 _HALF_LOG_2PI_E = 0.5 * math.log(2.0 * math.pi * math.e)
 
 
+def _check_same_class(dist: object, other: object) -> None:
+    """KL divergences here are closed forms between two members of one family only."""
+    if type(other) is not type(dist):
+        raise TypeError(f"{type(dist).__name__}.kl_divergence needs another {type(dist).__name__}, "
+                        f"got {type(other).__name__}")
+
+
 @struct.dataclass
 class Categorical:
     """A categorical distribution over the last axis of `logits`; raw action = env action."""
@@ -36,8 +44,8 @@ class Categorical:
     def log_probs(self) -> chex.Array:
         return jax.nn.log_softmax(self.logits)
 
-    def sample(self, key: chex.PRNGKey) -> chex.Array:
-        return jax.random.categorical(key, self.logits)
+    def sample(self, seed: chex.PRNGKey) -> chex.Array:
+        return jax.random.categorical(seed, self.logits)
 
     def log_prob(self, action: chex.Array) -> chex.Array:
         return jnp.take_along_axis(self.log_probs, action[..., None].astype(jnp.int32), -1)[..., 0]
@@ -49,6 +57,12 @@ class Categorical:
     def mode(self) -> chex.Array:
         return jnp.argmax(self.logits, axis=-1)
 
+    def kl_divergence(self, other: Categorical) -> chex.Array:
+        """KL(self || other) = sum_a p(a) (log p(a) - log q(a)), over the last axis."""
+        _check_same_class(self, other)
+        log_p = self.log_probs
+        return jnp.sum(jnp.exp(log_p) * (log_p - other.log_probs), axis=-1)
+
     def to_env(self, action: chex.Array) -> chex.Array:
         return action
 
@@ -57,6 +71,14 @@ def gaussian_log_prob(x: chex.Array, mean: chex.Array, log_std: chex.Array) -> c
     """Elementwise log N(x; mean, exp(log_std)^2)."""
     z = (x - mean) * jnp.exp(-log_std)
     return -0.5 * z**2 - log_std - 0.5 * math.log(2.0 * math.pi)
+
+
+def gaussian_kl(mean_p: chex.Array, log_std_p: chex.Array, mean_q: chex.Array,
+                log_std_q: chex.Array) -> chex.Array:
+    """Elementwise KL(N(mean_p, std_p^2) || N(mean_q, std_q^2)), in closed form."""
+    variance_ratio = jnp.exp(2.0 * (log_std_p - log_std_q))
+    scaled_gap = (mean_p - mean_q) * jnp.exp(-log_std_q)
+    return 0.5 * (variance_ratio + scaled_gap**2 - 1.0) - (log_std_p - log_std_q)
 
 
 def log_one_minus_tanh_sq(u: chex.Array) -> chex.Array:
@@ -77,8 +99,8 @@ class Gaussian:
     low: chex.Array
     high: chex.Array
 
-    def sample(self, key: chex.PRNGKey) -> chex.Array:
-        return self.mean + jnp.exp(self.log_std) * jax.random.normal(key, self.mean.shape)
+    def sample(self, seed: chex.PRNGKey) -> chex.Array:
+        return self.mean + jnp.exp(self.log_std) * jax.random.normal(seed, self.mean.shape)
 
     def log_prob(self, raw: chex.Array) -> chex.Array:
         return gaussian_log_prob(raw, self.mean, self.log_std).sum(-1)
@@ -88,6 +110,11 @@ class Gaussian:
 
     def mode(self) -> chex.Array:
         return self.mean
+
+    def kl_divergence(self, other: Gaussian) -> chex.Array:
+        """KL(self || other) between the raw (unclipped) Gaussians, summed over dimensions."""
+        _check_same_class(self, other)
+        return gaussian_kl(self.mean, self.log_std, other.mean, other.log_std).sum(-1)
 
     def to_env(self, raw: chex.Array) -> chex.Array:
         return jnp.clip(raw, self.low, self.high)
@@ -111,8 +138,8 @@ class TanhGaussian:
     def _log_half_range(self) -> chex.Array:
         return jnp.log((self.high - self.low) / 2.0)
 
-    def sample(self, key: chex.PRNGKey) -> chex.Array:
-        return self.mean + jnp.exp(self.log_std) * jax.random.normal(key, self.mean.shape)
+    def sample(self, seed: chex.PRNGKey) -> chex.Array:
+        return self.mean + jnp.exp(self.log_std) * jax.random.normal(seed, self.mean.shape)
 
     def log_prob(self, raw: chex.Array) -> chex.Array:
         per_dim = (gaussian_log_prob(raw, self.mean, self.log_std)
@@ -127,6 +154,12 @@ class TanhGaussian:
 
     def mode(self) -> chex.Array:
         return self.mean  # its image, the squashed mean, is the greedy action
+
+    def kl_divergence(self, other: TanhGaussian) -> chex.Array:
+        """KL(self || other): that of the underlying Gaussians, since KL is unchanged by the
+        same invertible squash on both sides (both must have the same bounds)."""
+        _check_same_class(self, other)
+        return gaussian_kl(self.mean, self.log_std, other.mean, other.log_std).sum(-1)
 
     def to_env(self, raw: chex.Array) -> chex.Array:
         return self.low + (jnp.tanh(raw) + 1.0) * (self.high - self.low) / 2.0
@@ -147,8 +180,8 @@ class Beta:
 
     EPS = 1e-6  # keeps samples off the bounds, where log(x) or log(1 - x) is -inf
 
-    def sample(self, key: chex.PRNGKey) -> chex.Array:
-        x = jax.random.beta(key, self.alpha, self.beta)
+    def sample(self, seed: chex.PRNGKey) -> chex.Array:
+        x = jax.random.beta(seed, self.alpha, self.beta)
         return jnp.clip(x, self.EPS, 1.0 - self.EPS)
 
     def log_prob(self, raw: chex.Array) -> chex.Array:
@@ -165,6 +198,16 @@ class Beta:
 
     def mode(self) -> chex.Array:
         return self.alpha / (self.alpha + self.beta)  # the mean: smoother than the argmax
+
+    def kl_divergence(self, other: Beta) -> chex.Array:
+        """KL(self || other) in closed form (unchanged by the scaling when both share bounds):
+        log B(a2, b2) - log B(a1, b1) + (a1 - a2) psi(a1) + (b1 - b2) psi(b1)
+        + (a2 - a1 + b2 - b1) psi(a1 + b1), summed over dimensions."""
+        _check_same_class(self, other)
+        a1, b1, a2, b2 = self.alpha, self.beta, other.alpha, other.beta
+        per_dim = (betaln(a2, b2) - betaln(a1, b1) + (a1 - a2) * digamma(a1) + (b1 - b2) * digamma(b1)
+                   + (a2 - a1 + b2 - b1) * digamma(a1 + b1))
+        return per_dim.sum(-1)
 
     def to_env(self, raw: chex.Array) -> chex.Array:
         return self.low + raw * (self.high - self.low)

@@ -43,9 +43,12 @@ class PolicyConfigError(ValueError):
     """A policy head that cannot act in the env's action space (re-raised as ConfigError)."""
 
 
-def policy_spec(kind: str, action_space: Any, log_std: str = "parameter",
+def policy_spec(action_space: Any, kind: str = "auto", log_std: str = "parameter",
                 init_log_std: float = 0.0) -> PolicySpec:
     """The head for `action_space`; `kind="auto"` picks categorical or Gaussian by the space."""
+    if isinstance(action_space, str):
+        raise TypeError(f"policy_spec takes the action space first, then the kind: "
+                        f"policy_spec(action_space, kind={action_space!r})")
     if kind not in POLICIES:
         raise PolicyConfigError(f"policy must be one of {', '.join(POLICIES)}, got {kind!r}")
     if log_std not in LOG_STD_KINDS:

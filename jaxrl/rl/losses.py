@@ -15,25 +15,36 @@ def masked_mean(x: chex.Array, mask: chex.Array | None = None) -> chex.Array:
 
 
 def clipped_surrogate_loss(log_prob: chex.Array, old_log_prob: chex.Array, advantages: chex.Array,
-                           clip_eps: float | chex.Array, mask: chex.Array | None = None,
-                           ) -> tuple[chex.Array, chex.Array]:
-    """PPO's clipped objective, negated for minimisation; also returns the fraction clipped.
-    `mask` leaves out padding steps (GRPO's steps after an episode ended)."""
+                           *, clip_eps: float | chex.Array, mask: chex.Array | None = None,
+                           return_extras: bool = False,
+                           ) -> chex.Array | tuple[chex.Array, dict[str, chex.Array]]:
+    """PPO's clipped objective, negated for minimisation: a scalar, or with `return_extras`
+    `(loss, {"clip_fraction": ...})`. `mask` leaves out padding steps (GRPO's after an episode ended)."""
     ratio = jnp.exp(log_prob - old_log_prob)
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
+    loss = -masked_mean(jnp.minimum(unclipped, clipped), mask)
+    if not return_extras:
+        return loss
     clip_fraction = masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask)
-    return -masked_mean(jnp.minimum(unclipped, clipped), mask), clip_fraction
+    return loss, {"clip_fraction": clip_fraction}
 
 
-def value_loss(values: chex.Array, old_values: chex.Array, targets: chex.Array,
-               clip_eps: float | chex.Array, clip: bool = True) -> chex.Array:
-    """Half squared error to the targets, optionally pessimistic under PPO value clipping."""
+def value_loss(values: chex.Array, targets: chex.Array, *, old_values: chex.Array | None = None,
+               clip_eps: float | chex.Array | None = None, mask: chex.Array | None = None,
+               ) -> chex.Array:
+    """Half squared error to the targets; with both `old_values` and `clip_eps`, PPO's
+    pessimistic clipped form (the larger of the errors before and after clipping the change
+    to within `clip_eps` of `old_values`). `mask` as in `masked_mean`."""
+    if (old_values is None) != (clip_eps is None):
+        given, missing = ("old_values", "clip_eps") if clip_eps is None else ("clip_eps", "old_values")
+        raise ValueError(f"value_loss got {given} without {missing}: give both for PPO's clipped "
+                         f"value loss, or neither for the plain squared error")
     error = jnp.square(values - targets)
-    if clip:
+    if old_values is not None:
         clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
         error = jnp.maximum(error, jnp.square(clipped_values - targets))
-    return 0.5 * jnp.mean(error)
+    return 0.5 * masked_mean(error, mask)
 
 
 def approx_kl(log_prob: chex.Array, old_log_prob: chex.Array,
