@@ -2,8 +2,9 @@
 
     python examples/custom_ppo.py --seeds 8 --steps 100000
 
-Only public jaxrl pieces: the env, PPO's config and `make`, the actor-critic heads around a
-user torso, GAE and minibatching (inside `ppo.learn`), the population driver and evaluator.
+Only public jaxrl pieces: the env, PPO's config and `make`, the actor-critic heads around two
+user torsos (one for the policy, one for the value: a torso shared by both learns CartPole far
+worse here), GAE and minibatching (inside `ppo.learn`), the population driver and evaluator.
 """
 
 import argparse
@@ -52,13 +53,14 @@ def kl_penalty_loss(network, params, minibatch: ppo.Minibatch, hp: ppo.HParams, 
 def main(seeds: int, steps: int) -> np.ndarray:
     env, env_params = make_vec("CartPole-v1", 8)
     eval_env, _ = make_vec("CartPole-v1", 4, update_stats=False)
-    network = ActorCritic(NetworkConfig(), policy_spec(env.action_space(env_params)), encoder=ResidualTorso())
+    spec = policy_spec(env.action_space(env_params))  # a categorical head for CartPole's 2 actions
+    network = ActorCritic(NetworkConfig(), spec, encoder=ResidualTorso(), critic_encoder=ResidualTorso())
     config = ppo.Config(num_steps=64, lr=1e-3)
     algo = ppo.make(config, env, env_params, steps, network=network, loss=kl_penalty_loss)
     evaluator = make_evaluator(algo, eval_env, env_params, max_steps=500)
     result = population.run(algo, seeds, seed=0, updates_per_chunk=8, evaluator=evaluator)
     returns = result.final_eval_returns.mean(axis=1)
-    print(f"{seeds} seeds x {steps} steps: greedy return per seed {np.round(returns, 1).tolist()}, "
+    print(f"{seeds} seeds x {steps} steps: greedy return per seed {[round(float(x), 1) for x in returns]}, "
           f"{result.steady_sps:,.0f} env steps/s")
     return returns
 

@@ -134,7 +134,7 @@ def test_dqn_trains_a_q_network_of_ones_own():
 def test_the_research_example_learns_cartpole():
     """examples/custom_ppo.py: PPO-penalty with a residual torso, from public pieces only."""
     code = ("import sys; sys.path.insert(0, 'examples'); import custom_ppo; "
-            "r = custom_ppo.main(seeds=4, steps=40_960); assert r.mean() > 150, r")
+            "r = custom_ppo.main(seeds=4, steps=40_960); assert r.min() > 300, r")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=280, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
