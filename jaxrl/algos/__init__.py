@@ -3,8 +3,8 @@
 from types import ModuleType
 
 from jaxrl.algos import dqn, grpo, ppo
-from jaxrl.algos.base import Algorithm, Metrics
+from jaxrl.algos.base import Algorithm, AlgorithmSpec, Metrics
 
 REGISTRY: dict[str, ModuleType] = {"dqn": dqn, "grpo": grpo, "ppo": ppo}
 
-__all__ = ["Algorithm", "Metrics", "REGISTRY", "dqn", "grpo", "ppo"]
+__all__ = ["Algorithm", "AlgorithmSpec", "Metrics", "REGISTRY", "dqn", "grpo", "ppo"]
