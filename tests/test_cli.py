@@ -202,7 +202,8 @@ def test_plot_compares_runs_and_matches_their_summaries(tiny_run, tmp_path):
     for label, folder in (("lr1e-3", run_dir), ("lr3e-3", other)):
         expected = json.loads((folder / "summary.json").read_text())["final_eval"]
         for key in ("mean", "std", "iqm", "iqm_ci_low", "iqm_ci_high", "min", "max"):
-            assert float(final[label][key]) == pytest.approx(expected[key], rel=1e-5, abs=1e-4)
+            # the plot recomputes statistics from per-seed returns stored to 3 decimals
+            assert float(final[label][key]) == pytest.approx(expected[key], rel=1e-5, abs=1e-3)
     curves = read_metrics(out.with_suffix(".csv"))
     # runs logged at different intervals keep their own env-step axes
     assert sorted({int(r["env_steps"]) for r in curves if r["run"] == "lr3e-3"}) == [2048, 4096]
