@@ -18,7 +18,7 @@ from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.config import Config
 from jaxrl.experiment.checkpoints import Checkpointer, Restored
 from jaxrl.experiment.run_dir import write_json
-from jaxrl.experiment.train import Built, build, make_env, make_population
+from jaxrl.experiment.assemble import Built, build, make_env, make_population
 
 
 class LoadedRun(NamedTuple):

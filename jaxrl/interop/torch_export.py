@@ -367,7 +367,7 @@ def obs_stats_of(env: Any, env_state: Any) -> ObsStats | None:
 def _spaces_env(config: Any, built: Any) -> tuple[Any, Any]:
     """An env with the run's observation and action spaces: the jittable env with the run's
     wrappers, or the stand-in of an env stepped on the host (gymnasium, EnvPool)."""
-    from jaxrl.experiment.train import make_env
+    from jaxrl.experiment.assemble import make_env
 
     host = getattr(built, "host", None)
     if host is None:
