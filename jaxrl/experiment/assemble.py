@@ -82,9 +82,9 @@ def build(config: Config) -> Built:
 
 def make_population(config: Config, built: Built, devices: Sequence[Any] | None = None,
                     max_members_per_call: int | None = None,
-                    programs: dict | None = None) -> population.Population:
+                    programs: dict | None = None) -> population.Driver:
     """The population driver for `built` (every setting x seed of the config's sweep):
-    compiled env steps, or host envs in workers. `programs`: see `population.Population`."""
+    compiled env steps, or host envs in workers. `programs`: see `jaxrl.members.Members`."""
     lay = sweep_lib.layout(config)
     data_parallel = config.combine.strategy == "data_parallel"
     if built.host is None:
@@ -134,15 +134,16 @@ def fit_to_memory(config: Config, built: Built, pop: population.Population, hpar
     is rebuilt as sub-populations that fit (one more compile)."""
     import jax
 
-    needed = pop.program_bytes(pop.place(hparams))
+    members = pop.members
+    needed = pop.program_bytes(members.place(hparams))
     device_bytes = memory.per_device_bytes(devices if devices is not None else jax.devices(), memory_limit)
     if needed is None or device_bytes is None:
         return pop
-    per_call = memory.fitting_per_call(needed, pop.members_per_call, pop.mesh.size, device_bytes)
+    per_call = memory.fitting_per_call(needed, members.members_per_call, members.mesh.size, device_bytes)
     if per_call is None:
         return pop
     if distributed.is_primary():
-        print(f"jaxrl: one training call of {pop.members_per_call} members needs "
+        print(f"jaxrl: one training call of {members.members_per_call} members needs "
               f"{needed / 2**20:.1f} MiB per device (rollouts included), more than the "
               f"{device_bytes / 2**20:.1f} MiB free; running sub-populations of at most {per_call} members "
               f"one after another (--max-population-chunk overrides)", file=sys.stderr)

@@ -17,8 +17,9 @@ chunk's included, before it resets) and saved with each checkpoint (the hook's
 A combiner is any function `(population_state, stats) -> population_state`: the built-ins
 (`mean`, `weighted_mean`, `best`, `fixed`), a `"module:function"` named by
 `combine.strategy`, or `custom_combiner=` for Python users (see `make_between_chunks`).
-`combine.strategy: data_parallel` is no hook at all: it makes the population one learner
-(`Population.use_data_parallel`: gradients averaged over all members at every step).
+`combine.strategy: data_parallel` is no hook at all: the population is built as one learner
+(`Members(data_parallel=True)`, as `experiment.assemble.make_population` does: gradients
+averaged over all members at every step).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 
 from jaxrl import combine
 from jaxrl.errors import ConfigError
-from jaxrl.population import ChunkReport, Population
+from jaxrl.population import ChunkReport, Driver
 
 PBT_STREAM = 7  # a key stream of its own, apart from init/eval
 UNIT_INTERVAL = ("gamma", "gae_lambda", "clip_eps", "tau", "eps_start", "eps_end",
@@ -76,7 +77,7 @@ def due(schedule: Schedule, chunk: int, episodes: float) -> bool:
 
 def chunk_episodes(metrics: dict[str, np.ndarray]) -> float:
     """The members' mean number of episodes finished in a chunk. The `episodes` metric is
-    already per member the count over the whole chunk: `population._reduce_chunk` sums it over
+    already per member the count over the whole chunk: `population.reduce_chunk` sums it over
     the chunk's updates (it averages the other metrics)."""
     if "episodes" not in metrics:
         raise ValueError("an episode schedule needs the algorithm's `episodes` metric "
@@ -158,7 +159,7 @@ def builtin_combiner(comb: Any, valid: np.ndarray) -> Combiner:
     return lambda state, stats: jitted(state, stats["score"])
 
 
-def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_per_chunk: int,
+def make_between_chunks(config: Any, pop: Driver, num_updates: int, updates_per_chunk: int,
                         env_steps_per_update: int, custom_combiner: Combiner | None = None
                         ) -> Callable[[ChunkReport, Any, Any], tuple] | None:
     """The `between_chunks` hook of `population.run` for `config` (None when neither PBT nor
@@ -168,14 +169,14 @@ def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_
     `chunk_stats`) replaces `combine.strategy`, on the `combine:` section's schedule. A
     combiner gets the state as the population keeps it: sharded jax arrays, or host numpy
     arrays when the population is split into calls; it must return the same structure and
-    shapes. `combine.strategy: data_parallel` switches `pop` into data-parallel mode here
-    (`Population.use_data_parallel`; a split population is refused)."""
-    pbt, comb = config.pbt, config.combine
-    if comb.strategy == "data_parallel" and custom_combiner is None:
-        pop.use_data_parallel()
+    shapes. `combine.strategy: data_parallel` needs `pop` built data-parallel (one learner)."""
+    pbt, comb, members = config.pbt, config.combine, pop.members
+    if comb.strategy == "data_parallel" and custom_combiner is None and not members.data_parallel:
+        raise ConfigError("combine.strategy data_parallel needs a population built as one learner: "
+                          "Population(..., data_parallel=True), as experiment.assemble.make_population builds it")
     pbt_schedule = schedule_of(pbt, updates_per_chunk, env_steps_per_update)
     comb_schedule = schedule_of(comb, updates_per_chunk, env_steps_per_update)
-    valid = np.arange(pop.padded_members) < pop.num_members
+    valid = np.arange(members.padded_members) < members.num_members
     if custom_combiner is not None:
         if not comb_schedule.on:
             raise ConfigError("a custom combiner needs a schedule: set one of combine.every_env_steps, "
@@ -195,26 +196,24 @@ def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_
     base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), PBT_STREAM)
     since = {"pbt": 0.0, "combine": 0.0}  # mean episodes per member since each last applied
 
-    def settle(tree: Any) -> Any:
-        """Back where the population keeps it: on its mesh, or (split) in host memory."""
-        return jax.tree.map(np.asarray, pop.fetch(tree)) if pop.split else jax.device_put(tree, pop.sharding)
+    settle = members.settle
 
     def between_chunks(report: ChunkReport, state: Any, hparams: Any) -> tuple[Any, Any, dict]:
-        members = pop.num_members
-        parents = np.arange(members)
+        real = members.num_members
+        parents = np.arange(real)
         episodes = chunk_episodes(report.metrics) if pbt_schedule.episodes or comb_schedule.episodes else 0.0
         extra = {}
         for name, schedule in (("pbt", pbt_schedule), ("combine", comb_schedule)):
             since[name] += episodes
             if schedule.episodes:
-                extra[f"{name}_episodes"] = np.full(members, since[name])
+                extra[f"{name}_episodes"] = np.full(real, since[name])
         if report.updates_done < num_updates:  # nothing to change after the last chunk
             if due(pbt_schedule, report.chunk, since["pbt"]):
-                scores = _padded(report.metrics.get(pbt.score), pop.padded_members)
+                scores = _padded(report.metrics.get(pbt.score), members.padded_members)
                 key = jax.random.fold_in(base_key, report.chunk)
                 state, hparams, sources = exploit(key, state, hparams, scores, valid)
                 state, hparams = settle(state), settle(hparams)
-                parents = np.asarray(pop.fetch(sources))[:members]
+                parents = np.asarray(members.fetch(sources))[:real]
                 since["pbt"] = 0.0
             if due(comb_schedule, report.chunk, since["combine"]):
                 state = settle(combiner(state, chunk_stats(report, comb.score, valid)))
@@ -222,7 +221,7 @@ def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_
         if pbt_schedule.on:
             extra["pbt_parent"] = parents.astype(np.float64)
         for name in pbt.hyperparameters:
-            extra[f"hp_{name}"] = np.asarray(pop.fetch(getattr(hparams, name)), np.float64)[:members]
+            extra[f"hp_{name}"] = np.asarray(members.fetch(getattr(hparams, name)), np.float64)[:real]
         return state, hparams, extra
 
     between_chunks.episodes_since = since  # checkpointed with the state, so a resumed run keeps

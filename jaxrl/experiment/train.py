@@ -128,7 +128,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     `on_report(report)` sees every chunk's report (after it is logged and checkpointed) and
     may end the run there by returning True (`jaxrl sweep` when a pruner stopped every trial);
     such a run's summary has `stopped_at_env_steps` and no final evaluation. `programs`
-    shares compiled programs with earlier runs of the same program (see `population.Population`).
+    shares compiled programs with earlier runs of the same program (see `jaxrl.members.Members`).
     """
     if sweep_lib.split(config.sweep)[1]:
         return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
@@ -172,7 +172,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         """The state as checkpointed: without its replay buffer when the config says so."""
         return state._replace(**{algo.replay_field: None}) if skips_buffer else state
 
-    def restore(pop: population.Population, abstract_state: Any):
+    def restore(pop: population.Driver, abstract_state: Any):
         if not resume:
             return None
         restored = checkpointer.restore_latest(saved_part(abstract_state))
@@ -190,10 +190,11 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
         return (restored.state, restored.step,
                 population_ops.hparams_from_json(saved_hparams, algo.default_hparams) if saved_hparams else None)
 
-    def on_start(pop: population.Population) -> None:
-        append_jsonl(timings, {"event": "init", "compile_seconds": round(pop.compile_seconds, 3),
-                               "devices": pop.mesh.size, "members": members,
-                               "padded_members": pop.padded_members, "calls_per_chunk": pop.calls,
+    def on_start(pop: population.Driver) -> None:
+        layout = pop.members
+        append_jsonl(timings, {"event": "init", "compile_seconds": round(layout.compile_seconds, 3),
+                               "devices": layout.mesh.size, "members": members,
+                               "padded_members": layout.padded_members, "calls_per_chunk": layout.calls,
                                "state_bytes": memory_plan.member_bytes * members,
                                "replay_bytes": memory_plan.replay_bytes * members})
 
@@ -239,7 +240,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
             progress = {"updates_done": report.updates_done, "env_steps": report.env_steps,
                         "chunk": report.chunk}
             if config.pbt.enabled:  # hyperparameters are part of the state under PBT
-                progress["hparams"] = population_ops.hparams_to_json(pop.fetch(hparams))
+                progress["hparams"] = population_ops.hparams_to_json(pop.members.fetch(hparams))
             if between_chunks is not None:  # episode schedules count from their last application
                 progress["episodes_since"] = dict(between_chunks.episodes_since)
             checkpointer.save(report.updates_done, saved_part(state), progress, _score(report))
