@@ -1,4 +1,5 @@
-"""The population driver: many agents of one algorithm trained in one compiled program.
+"""The population driver: many agents of one algorithm trained in one compiled program,
+and a training run as a plain loop over its chunks.
 
 Seeds (and per-member hyperparameters) form a leading *population* axis, sharded over a device
 mesh (`jaxrl.members`: padding, splitting into calls, data-parallel mode). A `Driver` trains
@@ -6,14 +7,24 @@ all members a chunk of updates at a time: `Population` runs `algo.update` K time
 compiled call (envs stepped inside the program), `jaxrl.host_loop.HostPopulation` steps host
 envs around the same per-step policy and `learn`. Both return per-member metrics already
 reduced over the chunk, so host memory grows with members x chunks, never with steps.
-`run` drives either chunk by chunk.
+
+`Run` is one run of a driver, read top to bottom:
+
+    run = Run(driver, seed=0, updates_per_chunk=10)
+    run.restore(state, updates_done)   # optional: continue from a checkpoint, bit for bit
+    run.start()                        # init (unless restored) and compile
+    for report in run:                 # one `ChunkReport` per chunk
+        ...                            # log, checkpoint; run.state / run.hparams may change
+    result = run.result()
+
+`run(algo, num_members, ...)` is that loop for library users.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Protocol, Sequence
 
 import chex
 import jax
@@ -232,115 +243,154 @@ class Population:
         return members.unpad(members.call("evaluate", self._evaluate, (state, members.place(keys))))
 
 
+class Run:
+    """One training run of a `Driver`, as a loop over its chunks (see the module docstring).
+
+    `state` and `hparams` are the padded, placed population trees (`driver.members.unpad`
+    gives the real members'); a caller may replace either between chunks, or let a function
+    do it (`between_chunks`: population-based training, combiners). `hparams` defaults to
+    `algo.default_hparams` for every member; leaves with a leading [members] axis vary per
+    member. Evaluation runs after every `eval_every_chunks`-th chunk (0: only after the last)
+    when the driver can evaluate. Breaking out of the loop ends the run early; its result then
+    has no final evaluation.
+    """
+
+    def __init__(self, driver: Driver, *, seed: int = 0, hparams: Any = None,
+                 updates_per_chunk: int = 10, eval_every_chunks: int = 0):
+        members = driver.members
+        self.driver, self.algo = driver, members.algo
+        self.updates_per_chunk, self.eval_every_chunks = updates_per_chunk, eval_every_chunks
+        self.num_chunks = math.ceil(self.algo.num_updates / updates_per_chunk)
+        self.hparams = members.place(broadcast_hparams(
+            self.algo.default_hparams if hparams is None else hparams, members.num_members))
+        self._init_keys = stream_keys(seed, members.num_members, INIT_STREAM, members.seed_index)
+        self._eval_keys = stream_keys(seed, members.num_members, EVAL_STREAM, members.seed_index)
+        self.state: Any = None
+        self.updates_done = 0
+        self.reports: list[ChunkReport] = []
+        self.final_eval_returns: np.ndarray | None = None
+        self._started = False
+        self._first = 0  # the first chunk this run trains (after a restore: the next one due)
+        self._first_seconds = self._steady_seconds = 0.0
+        self._steady_steps = 0
+
+    def abstract_state(self) -> Any:
+        """The real members' state as a checkpoint holds it (`Members.abstract_state`)."""
+        return self.driver.members.abstract_state(self._init_keys, self.hparams)
+
+    def restore(self, state: Any, updates_done: int, hparams: Any = None) -> None:
+        """Continues from a checkpoint taken at a chunk boundary: the real members' `state`
+        after `updates_done` updates and, when they changed during the run (PBT), their
+        hyperparameters. The continuation is bit-for-bit the uninterrupted run."""
+        if updates_done % self.updates_per_chunk and updates_done < self.algo.num_updates:
+            raise ValueError(f"a run can only continue from a chunk boundary; {updates_done} updates "
+                             f"is not a multiple of {self.updates_per_chunk}")
+        self.state, self.updates_done = self.driver.members.from_saved(state), updates_done
+        if hparams is not None:
+            self.hparams = self.driver.members.place(hparams)
+
+    def start(self) -> float:
+        """Initialises the members (unless restored) and compiles; returns the compile seconds."""
+        if self.state is None:
+            self.state = self.driver.init(self._init_keys, self.hparams)
+        self._started = True
+        return self.driver.compile(self.state, self.hparams)
+
+    def __iter__(self) -> Iterator[ChunkReport]:
+        if not self._started:
+            self.start()
+        done = self.updates_done >= self.algo.num_updates
+        self._first = self.num_chunks if done else self.updates_done // self.updates_per_chunk
+        for index in range(self._first, self.num_chunks):
+            yield self._train_chunk(index)
+
+    def _train_chunk(self, index: int) -> ChunkReport:
+        """Chunk `index`: its updates, then (when due) an evaluation; its report."""
+        driver, members = self.driver, self.driver.members
+        count = min(self.updates_per_chunk, self.algo.num_updates - self.updates_done)
+        start = time.perf_counter()
+        self.state, metrics = driver.train_chunk(self.state, self.hparams, count)
+        metrics = members.fetch(members.unpad(metrics))
+        seconds = time.perf_counter() - start
+        if index == self._first:  # the first call still pays one-off costs (thread pools, allocation)
+            self._first_seconds = seconds
+        else:
+            self._steady_seconds += seconds
+            self._steady_steps += count * self.algo.env_steps_per_update * members.num_members
+        self.updates_done += count
+        env_seconds = driver.take_env_seconds()
+        last = index == self.num_chunks - 1
+        eval_returns, eval_seconds = None, 0.0
+        if driver.can_evaluate and (last or (self.eval_every_chunks and (index + 1) % self.eval_every_chunks == 0)):
+            eval_start = time.perf_counter()
+            eval_returns = self._evaluate(index)
+            eval_seconds = time.perf_counter() - eval_start
+            if last:
+                self.final_eval_returns = eval_returns
+        report = ChunkReport(index, self.updates_done, self.updates_done * self.algo.env_steps_per_update,
+                             seconds, {k: np.asarray(v) for k, v in metrics.items()}, eval_returns,
+                             eval_seconds, env_seconds)
+        self.reports.append(report)
+        return report
+
+    def _evaluate(self, index: int) -> np.ndarray:
+        """The real members' evaluation returns with chunk `index`'s keys."""
+        chunk_key = jax.vmap(lambda k: jax.random.fold_in(k, index))(self._eval_keys)
+        return np.asarray(self.driver.members.fetch(self.driver.evaluate(self.state, chunk_key)))
+
+    def between_chunks(self, change: Callable[[ChunkReport, Any, Any], tuple[Any, Any, dict]]) -> ChunkReport:
+        """Lets `change(report, state, hparams) -> (state, hparams, extra metrics)` act on the
+        population after the latest chunk (e.g. `population_ops.BetweenChunks.apply`: PBT,
+        combiners); its extra per-member metrics join that chunk's report, which is returned."""
+        report = self.reports[-1]
+        self.state, self.hparams, extra = change(report, self.state, self.hparams)
+        self.reports[-1] = report._replace(metrics={**report.metrics, **extra})
+        return self.reports[-1]
+
+    def result(self) -> RunResult:
+        """The real members' final state, every report, the final evaluation (None when the
+        run stopped early), compile seconds and steady-state env steps per second."""
+        members = self.driver.members
+        if self.final_eval_returns is None and self.driver.can_evaluate and self.updates_done >= self.algo.num_updates:
+            # restored from the final checkpoint (the run stopped before its summary): the final
+            # evaluation again, with the last chunk's keys, so it equals the one that was lost
+            self.final_eval_returns = self._evaluate(self.num_chunks - 1)
+        seconds, steps = self._steady_seconds, self._steady_steps
+        if seconds == 0.0 and self.reports:  # a single chunk: the best we have is that chunk
+            seconds = self._first_seconds
+            steps = ((self.updates_done - self._first * self.updates_per_chunk)
+                     * self.algo.env_steps_per_update * members.num_members)
+        return RunResult(members.unpad(self.state), self.reports, self.final_eval_returns,
+                         members.compile_seconds, steps / seconds if seconds else float("nan"),
+                         members.mesh.size)
+
+
 def run(algo: Algorithm, num_members: int, *, seed: int = 0, hparams: Any = None,
         updates_per_chunk: int = 10, evaluator: Callable | None = None,
         eval_every_chunks: int = 0, devices: Sequence[Any] | None = None,
         max_members_per_call: int | None = None, seed_index: np.ndarray | None = None,
-        on_chunk: Callable[[ChunkReport], None] | None = None,
-        on_start: Callable[[Driver], None] | None = None,
-        restore: Callable[[Driver, Any], tuple[Any, int] | None] | None = None,
-        after_chunk: Callable[[ChunkReport, Any, Any], None] | None = None,
         between_chunks: Callable[[ChunkReport, Any, Any], tuple[Any, Any, dict]] | None = None,
-        stop: Callable[[ChunkReport], bool] | None = None,
         population: Driver | None = None) -> RunResult:
-    """Trains `num_members` agents for `algo.num_updates` updates each and evaluates them.
+    """Trains `num_members` agents for `algo.num_updates` updates each and evaluates them:
+    a `Run` looped to its end.
 
     `hparams` defaults to `algo.default_hparams` for every member; give leaves a leading
     [num_members] axis to vary them. Evaluation runs after every `eval_every_chunks`-th
-    chunk (0: only at the end) when an `evaluator` is given. `on_chunk` sees each report as
-    soon as it is on the host (progress bars, loggers); `after_chunk(report, state)` may
-    save the state and hyperparameters (checkpoints) before the next chunk takes them over.
-    `between_chunks(report, state, hparams)` may change both between chunks (population-based
-    training, combiners; `jaxrl.experiment.population_ops`) and returns `(state, hparams,
-    extra per-member metrics for the report)`. `restore(population, abstract_state)` may return
-    `(state, updates_done)` or `(state, updates_done, hparams)` to continue a run from a chunk
-    boundary instead of starting afresh; the continuation is bit-for-bit the same run.
-    `stop(report)` returning True ends the run after that chunk (a sweep whose trials were
-    all pruned); the result then has no final evaluation.
-    A ready `population` (e.g. `jaxrl.host_loop.HostPopulation`) replaces the default one
-    built from `algo`, `evaluator`, `devices`, `max_members_per_call` and `seed_index` (see
-    `Population`); `run` closes it at the end.
+    chunk (0: only at the end) when an `evaluator` is given. `between_chunks(report, state,
+    hparams) -> (state, hparams, extra metrics)` may change the population after each chunk
+    (`Run.between_chunks`). A ready `population` driver (e.g. `jaxrl.host_loop.HostPopulation`)
+    replaces the default `Population` built from `algo`, `evaluator`, `devices`,
+    `max_members_per_call` and `seed_index`; `run` closes it at the end. Logging, checkpoints,
+    resuming and stopping early: loop over a `Run` yourself (as `jaxrl.experiment.train` does).
     """
-    population = population or Population(algo, num_members, devices=devices, evaluator=evaluator,
-                                          max_members_per_call=max_members_per_call,
-                                          seed_index=seed_index)
+    driver = population or Population(algo, num_members, devices=devices, evaluator=evaluator,
+                                      max_members_per_call=max_members_per_call, seed_index=seed_index)
     try:
-        return _run(population, algo, num_members, seed, hparams, updates_per_chunk,
-                    eval_every_chunks, on_chunk, on_start, restore, after_chunk, between_chunks, stop)
+        loop = Run(driver, seed=seed, hparams=hparams, updates_per_chunk=updates_per_chunk,
+                   eval_every_chunks=eval_every_chunks)
+        for _ in loop:
+            if between_chunks is not None:
+                loop.between_chunks(between_chunks)
+        return loop.result()
     finally:
-        population.close()
-
-
-def _run(population: Driver, algo: Algorithm, num_members: int, seed: int, hparams: Any,
-         updates_per_chunk: int, eval_every_chunks: int, on_chunk: Callable | None,
-         on_start: Callable | None, restore: Callable | None, after_chunk: Callable | None,
-         between_chunks: Callable | None = None, stop: Callable | None = None) -> RunResult:
-    members = population.members
-    hparams = members.place(broadcast_hparams(
-        algo.default_hparams if hparams is None else hparams, num_members))
-    eval_keys = stream_keys(seed, num_members, EVAL_STREAM, members.seed_index)
-    init_keys = stream_keys(seed, num_members, INIT_STREAM, members.seed_index)
-    restored = restore(population, members.abstract_state(init_keys, hparams)) if restore else None
-    if restored:
-        state, updates_done = members.from_saved(restored[0]), restored[1]
-        if len(restored) > 2 and restored[2] is not None:  # hyperparameters changed during the run (PBT)
-            hparams = members.place(restored[2])
-    else:
-        state, updates_done = population.init(init_keys, hparams), 0
-    if updates_done % updates_per_chunk and updates_done < algo.num_updates:
-        raise ValueError(f"a run can only continue from a chunk boundary; {updates_done} updates "
-                         f"is not a multiple of {updates_per_chunk}")
-    population.compile(state, hparams)
-    if on_start is not None:
-        on_start(population)
-
-    num_chunks = math.ceil(algo.num_updates / updates_per_chunk)
-    reports: list[ChunkReport] = []
-    steady_seconds, steady_steps = 0.0, 0
-    final_eval = None
-    first = num_chunks if updates_done >= algo.num_updates else updates_done // updates_per_chunk
-    for index in range(first, num_chunks):
-        count = min(updates_per_chunk, algo.num_updates - updates_done)
-        start = time.perf_counter()
-        state, metrics = population.train_chunk(state, hparams, count)
-        metrics = members.fetch(members.unpad(metrics))
-        seconds = time.perf_counter() - start
-        if index == first:  # the first call still pays one-off costs (thread pools, allocation)
-            seconds_first = seconds
-        else:
-            steady_seconds += seconds
-            steady_steps += count * algo.env_steps_per_update * num_members
-        updates_done += count
-        last = index == num_chunks - 1
-        eval_returns, eval_seconds = None, 0.0
-        env_seconds = population.take_env_seconds()
-        if population.can_evaluate and (last or (eval_every_chunks and (index + 1) % eval_every_chunks == 0)):
-            chunk_key = jax.vmap(lambda k: jax.random.fold_in(k, index))(eval_keys)
-            eval_start = time.perf_counter()
-            eval_returns = np.asarray(members.fetch(population.evaluate(state, chunk_key)))
-            eval_seconds = time.perf_counter() - eval_start
-            final_eval = eval_returns if last else final_eval
-        report = ChunkReport(index, updates_done, updates_done * algo.env_steps_per_update,
-                             seconds, {k: np.asarray(v) for k, v in metrics.items()}, eval_returns,
-                             eval_seconds, env_seconds)
-        if between_chunks is not None:
-            state, hparams, extra = between_chunks(report, state, hparams)
-            report = report._replace(metrics={**report.metrics, **extra})
-        reports.append(report)
-        if on_chunk is not None:
-            on_chunk(report)
-        if after_chunk is not None:
-            after_chunk(report, members.unpad(state), members.unpad(hparams))
-        if stop is not None and stop(report) and not last:
-            break
-    if final_eval is None and population.can_evaluate and updates_done >= algo.num_updates:
-        # restored from the final checkpoint (the run stopped before its summary): the final
-        # evaluation again, with the last chunk's keys, so it equals the one that was lost
-        chunk_key = jax.vmap(lambda k: jax.random.fold_in(k, num_chunks - 1))(eval_keys)
-        final_eval = np.asarray(members.fetch(population.evaluate(state, chunk_key)))
-    if steady_seconds == 0.0 and reports:  # a single chunk: the best we have is that chunk
-        steady_seconds = seconds_first
-        steady_steps = (updates_done - first * updates_per_chunk) * algo.env_steps_per_update * num_members
-    return RunResult(members.unpad(state), reports, final_eval, members.compile_seconds,
-                     steady_steps / steady_seconds if steady_seconds else float("nan"),
-                     members.mesh.size)
+        driver.close()

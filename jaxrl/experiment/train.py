@@ -1,4 +1,13 @@
-"""`train`: config -> env -> algorithm -> population run -> run folder, with a progress bar."""
+"""`jaxrl train`: a config trained into a run folder, as a plain loop.
+
+`train` assembles the run (`experiment.assemble`: env, algorithm, population driver sized to
+memory), opens the run folder, then loops over the chunks of a `population.Run`: after each,
+PBT and combiners act (`population_ops.BetweenChunks`), the chunk's rows and timings are
+written (`_RunRecord`), a video is recorded when evaluated, a checkpoint saved when due
+(`_Checkpoints`), and the run stops early if `on_report` asks; then summary.json and plots.
+A resumed run restores the newest checkpoint into the `Run` before it starts. Static sweeps
+train one such run per program (`train_static_sweep`).
+"""
 
 from __future__ import annotations
 
@@ -109,6 +118,159 @@ def _setting_summaries(settings: list[tuple[sweep_lib.Setting, np.ndarray]]) -> 
     return [{"rank": rank, **row} for rank, row in enumerate(rows, 1)]
 
 
+class _RunRecord:
+    """What a run writes as it goes, checkpoints aside: metrics.csv rows, timings.jsonl
+    events, the loggers' points, the progress bar and videos of the best member's episode.
+    Only process 0 logs (`out_dir` of the others is a scratch folder)."""
+
+    def __init__(self, config: Config, built: Built, lay: sweep_lib.Layout, memory_plan: memory.MemoryPlan,
+                 out_dir: Path, progress: bool):
+        primary = distributed.is_primary()
+        self.config, self.built, self.lay, self.memory_plan, self.out_dir = config, built, lay, memory_plan, out_dir
+        self.metrics = MetricsWriter(out_dir / "metrics.csv")
+        self.loggers = make_loggers(config, out_dir) if primary else []
+        for logger in self.loggers:
+            logger.log_config(config_lib.to_dict(config))
+        if primary:
+            print(f"jaxrl: {memory_plan.describe()}", file=sys.stderr)
+        self.bar = _Progress(built.algo.num_updates, progress and primary)
+        self.last_updates = 0
+
+    def event(self, name: str, **fields: Any) -> None:
+        """One line of timings.jsonl."""
+        append_jsonl(self.out_dir / "timings.jsonl", {"event": name, **fields})
+
+    def resumed(self, updates_done: int) -> None:
+        """Continuing after `updates_done` updates: metrics.csv loses the rows logged after that."""
+        self.metrics.columns = truncate_metrics(self.out_dir / "metrics.csv", updates_done)
+        self.last_updates = updates_done
+        self.bar.skip(updates_done)
+        self.event("resume", from_update=updates_done)
+
+    def started(self, pop: population.Driver) -> None:
+        """The population is initialised and compiled."""
+        members, count, plan = pop.members, self.lay.members, self.memory_plan
+        self.event("init", compile_seconds=round(members.compile_seconds, 3), devices=members.mesh.size,
+                   members=count, padded_members=members.padded_members, calls_per_chunk=members.calls,
+                   state_bytes=plan.member_bytes * count, replay_bytes=plan.replay_bytes * count)
+
+    def chunk(self, report: population.ChunkReport) -> None:
+        """A chunk's metrics.csv rows, timings, progress and logger point."""
+        raise_if_interrupted()  # a Ctrl-C that Python dropped stops the run here
+        updates = report.updates_done - self.last_updates
+        self.last_updates = report.updates_done
+        sps = updates * self.built.algo.env_steps_per_update * self.lay.members / max(report.seconds, 1e-9)
+        self.metrics.write(_metric_rows(report, self.lay, sps))
+        split = {} if report.env_seconds is None else {  # host envs: stepping vs device work
+            "env_seconds": round(report.env_seconds, 4),
+            "device_seconds": round(report.seconds - report.env_seconds, 4)}
+        self.event("chunk", chunk=report.chunk, updates=updates, env_steps_per_member=report.env_steps,
+                   seconds=round(report.seconds, 4), sps=round(sps, 1),
+                   eval_seconds=round(report.eval_seconds, 4), **split)
+        self.bar.update(report, sps, updates)
+        per_seed = dict(report.metrics)
+        if report.eval_returns is not None:
+            per_seed["eval_return"] = report.eval_returns.mean(axis=1)
+        lay = self.lay
+        groups = {s.name: lay.members_of(i) for i, s in enumerate(lay.settings)} if lay.swept else None
+        for logger in self.loggers:
+            logger.log_point(report.env_steps, per_seed, groups)
+
+    def video(self, report: population.ChunkReport, state: Any) -> None:
+        """videos/: an episode of the member with the best evaluation return (`state`: the real members')."""
+        from jaxrl.experiment.evaluate import play_episode, render_episode
+
+        start = time.perf_counter()
+        best = int(np.argmax(report.eval_returns.mean(axis=1)))
+        max_steps = self.config.eval.max_steps or episode_limit(self.built.env_params)
+        rows, states = play_episode(self.config, self.built.algo, state, best, max_steps)
+        path = render_episode(self.config, rows, states,
+                              self.out_dir / "videos" / f"eval_step{report.env_steps}_seed{best}")
+        self.event("video", path=str(path.relative_to(self.out_dir)),
+                   seconds=round(time.perf_counter() - start, 3))
+
+    def close(self) -> None:
+        self.bar.close()
+        for logger in self.loggers:
+            logger.close()
+
+
+class _Checkpoints:
+    """The run's checkpoints: when they are due, what they hold (the real members' state —
+    without its replay buffer unless `checkpoint.replay_buffer` — and a progress record with
+    PBT's hyperparameters and the between-chunks state) and continuing from the newest."""
+
+    def __init__(self, config: Config, built: Built, run_dir: Path, record: _RunRecord):
+        self.checkpointer = Checkpointer(run_dir / "checkpoints", config.checkpoint.keep_last,
+                                         config.checkpoint.keep_best)
+        self.every = _checkpoint_every_chunks(config, built)
+        self.algo, self.pbt, self.record = built.algo, config.pbt.enabled, record
+        self.skips_buffer = self.algo.replay_field is not None and not config.checkpoint.replay_buffer
+
+    def _saved_part(self, state: Any) -> Any:
+        """The state as checkpointed: without its replay buffer when the config says so."""
+        return state._replace(**{self.algo.replay_field: None}) if self.skips_buffer else state
+
+    def restore(self, run: population.Run, between: population_ops.BetweenChunks | None) -> None:
+        """Continues `run` (and `between`) from the newest readable checkpoint."""
+        abstract = run.abstract_state()
+        restored = self.checkpointer.restore_latest(self._saved_part(abstract))
+        state = restored.state
+        if state is not None and self.skips_buffer:  # a fresh, empty buffer refills
+            state = state._replace(**{self.algo.replay_field: buffers.empty_like(
+                getattr(abstract, self.algo.replay_field))})
+        self.record.resumed(restored.step)
+        if between is not None:
+            between.load_state_dict(restored.progress.get("episodes_since", {}))
+        saved_hparams = restored.progress.get("hparams")  # PBT changed them during the run
+        run.restore(state, restored.step, population_ops.hparams_from_json(saved_hparams, self.algo.default_hparams)
+                    if saved_hparams else None)
+
+    def save_if_due(self, report: population.ChunkReport, run: population.Run,
+                    between: population_ops.BetweenChunks | None) -> None:
+        """A checkpoint after the last chunk and every `checkpoint.every_env_steps`."""
+        last = report.updates_done >= self.algo.num_updates
+        if not (last or (self.every and (report.chunk + 1) % self.every == 0)):
+            return
+        start = time.perf_counter()
+        members = run.driver.members
+        progress = {"updates_done": report.updates_done, "env_steps": report.env_steps, "chunk": report.chunk}
+        if self.pbt:  # hyperparameters are part of the state under PBT
+            progress["hparams"] = population_ops.hparams_to_json(members.fetch(members.unpad(run.hparams)))
+        if between is not None:  # episode schedules count from their last application
+            progress["episodes_since"] = between.state_dict()
+        self.checkpointer.save(report.updates_done, self._saved_part(members.unpad(run.state)), progress,
+                               _score(report))
+        self.record.event("checkpoint", update=report.updates_done,
+                          seconds=round(time.perf_counter() - start, 4))
+
+    def close(self) -> None:
+        self.checkpointer.close()
+
+
+def _check_before_starting(config: Config, built: Built) -> None:
+    """Refuses now, before a run folder exists, what would fail only later."""
+    require_loggers(config.loggers)
+    if config.eval.video:
+        from jaxrl.experiment.evaluate import check_renderer
+
+        check_renderer(config)
+    if built.host is not None and distributed.process_count() > 1:
+        raise ConfigError(f"host envs ({config.env.id}) train on one machine; run without --distributed")
+
+
+def _open_run_folder(config: Config, run_dir: Path, resume: bool) -> Path:
+    """Creates the run folder (unless resuming); returns where this process writes.
+    Several processes (jax.distributed) train one population: all of them checkpoint into
+    run_dir together; only process 0 writes the rest, the others write into a scratch folder."""
+    primary = distributed.is_primary()
+    if not resume and primary:
+        create_run_dir(run_dir)
+        (run_dir / "config.yaml").write_text(dump(config))
+    distributed.barrier("run folder ready")
+    return run_dir if primary else distributed.scratch_dir()
+
+
 def train(config: Config, run_dir: str | Path, *, progress: bool = True,
           devices: Sequence[Any] | None = None, resume: bool = False,
           max_members_per_call: int | None = None, memory_limit: int | None = None,
@@ -133,145 +295,52 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     if sweep_lib.split(config.sweep)[1]:
         return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
                                   max_members_per_call=max_members_per_call, memory_limit=memory_limit)
-    built = build(config)
-    lay = sweep_lib.layout(config)
+    built, lay = build(config), sweep_lib.layout(config)
     memory_plan = memory.plan(built.algo, lay.members, devices, memory_limit)
     per_call = members_per_call(config, built, memory_plan, max_members_per_call)
-    require_loggers(config.loggers)
-    if config.eval.video:
-        from jaxrl.experiment.evaluate import check_renderer
-
-        check_renderer(config)
+    _check_before_starting(config, built)
     run_dir = Path(run_dir)
-    if built.host is not None and distributed.process_count() > 1:
-        raise ConfigError(f"host envs ({config.env.id}) train on one machine; run without --distributed")
-    # Several processes (jax.distributed) train one population: all of them checkpoint into
-    # run_dir together; only process 0 writes the rest, the others write into a scratch folder.
-    primary = distributed.is_primary()
-    out_dir = run_dir if primary else distributed.scratch_dir()
-    if not resume and primary:
-        create_run_dir(run_dir)
-        (run_dir / "config.yaml").write_text(dump(config))
-    distributed.barrier("run folder ready")
-    metrics_path, timings = out_dir / "metrics.csv", out_dir / "timings.jsonl"
-    algo, members = built.algo, lay.members
-    checkpointer = Checkpointer(run_dir / "checkpoints", config.checkpoint.keep_last,
-                                config.checkpoint.keep_best)
-    checkpoint_every = _checkpoint_every_chunks(config, built)
-    metrics_writer = MetricsWriter(metrics_path)
-    loggers = make_loggers(config, out_dir) if primary else []
-    for logger in loggers:
-        logger.log_config(config_lib.to_dict(config))
-    if primary:
-        print(f"jaxrl: {memory_plan.describe()}", file=sys.stderr)
-    bar = _Progress(algo.num_updates, progress and primary)
-    last_updates = [0]
-    skips_buffer = algo.replay_field is not None and not config.checkpoint.replay_buffer
-
-    def saved_part(state: Any) -> Any:
-        """The state as checkpointed: without its replay buffer when the config says so."""
-        return state._replace(**{algo.replay_field: None}) if skips_buffer else state
-
-    def restore(pop: population.Driver, abstract_state: Any):
-        if not resume:
-            return None
-        restored = checkpointer.restore_latest(saved_part(abstract_state))
-        if restored.state is not None and skips_buffer:  # a fresh, empty buffer refills
-            buffer = buffers.empty_like(getattr(abstract_state, algo.replay_field))
-            restored = restored._replace(state=restored.state._replace(**{algo.replay_field: buffer}))
-        kept = truncate_metrics(metrics_path, restored.step)
-        metrics_writer.columns = kept
-        last_updates[0] = restored.step
-        bar.skip(restored.step)
-        append_jsonl(timings, {"event": "resume", "from_update": restored.step})
-        if between_chunks is not None:
-            between_chunks.episodes_since.update(restored.progress.get("episodes_since", {}))
-        saved_hparams = restored.progress.get("hparams")  # PBT changed them during the run
-        return (restored.state, restored.step,
-                population_ops.hparams_from_json(saved_hparams, algo.default_hparams) if saved_hparams else None)
-
-    def on_start(pop: population.Driver) -> None:
-        layout = pop.members
-        append_jsonl(timings, {"event": "init", "compile_seconds": round(layout.compile_seconds, 3),
-                               "devices": layout.mesh.size, "members": members,
-                               "padded_members": layout.padded_members, "calls_per_chunk": layout.calls,
-                               "state_bytes": memory_plan.member_bytes * members,
-                               "replay_bytes": memory_plan.replay_bytes * members})
-
-    def on_chunk(report: population.ChunkReport) -> None:
-        raise_if_interrupted()  # a Ctrl-C that Python dropped stops the run here
-        updates = report.updates_done - last_updates[0]
-        last_updates[0] = report.updates_done
-        sps = updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9)
-        metrics_writer.write(_metric_rows(report, lay, sps))
-        split = {} if report.env_seconds is None else {  # host envs: stepping vs device work
-            "env_seconds": round(report.env_seconds, 4),
-            "device_seconds": round(report.seconds - report.env_seconds, 4)}
-        append_jsonl(timings, {
-            "event": "chunk", "chunk": report.chunk, "updates": updates,
-            "env_steps_per_member": report.env_steps, "seconds": round(report.seconds, 4),
-            "sps": round(sps, 1), "eval_seconds": round(report.eval_seconds, 4), **split})
-        bar.update(report, sps, updates)
-        per_seed = dict(report.metrics)
-        if report.eval_returns is not None:
-            per_seed["eval_return"] = report.eval_returns.mean(axis=1)
-        groups = {s.name: lay.members_of(i) for i, s in enumerate(lay.settings)} if lay.swept else None
-        for logger in loggers:
-            logger.log_point(report.env_steps, per_seed, groups)
-
-    def record_best_episode(report: population.ChunkReport, state: Any) -> None:
-        from jaxrl.experiment.evaluate import play_episode, render_episode
-
-        start = time.perf_counter()
-        best = int(np.argmax(report.eval_returns.mean(axis=1)))
-        max_steps = config.eval.max_steps or episode_limit(built.env_params)
-        rows, states = play_episode(config, algo, state, best, max_steps)
-        path = render_episode(config, rows, states,
-                              out_dir / "videos" / f"eval_step{report.env_steps}_seed{best}")
-        append_jsonl(timings, {"event": "video", "path": str(path.relative_to(out_dir)),
-                               "seconds": round(time.perf_counter() - start, 3)})
-
-    def after_chunk(report: population.ChunkReport, state: Any, hparams: Any) -> None:
-        if config.eval.video and report.eval_returns is not None:
-            record_best_episode(report, state)
-        last = report.updates_done >= algo.num_updates
-        if last or (checkpoint_every and (report.chunk + 1) % checkpoint_every == 0):
-            start = time.perf_counter()
-            progress = {"updates_done": report.updates_done, "env_steps": report.env_steps,
-                        "chunk": report.chunk}
-            if config.pbt.enabled:  # hyperparameters are part of the state under PBT
-                progress["hparams"] = population_ops.hparams_to_json(pop.members.fetch(hparams))
-            if between_chunks is not None:  # episode schedules count from their last application
-                progress["episodes_since"] = dict(between_chunks.episodes_since)
-            checkpointer.save(report.updates_done, saved_part(state), progress, _score(report))
-            append_jsonl(timings, {"event": "checkpoint", "update": report.updates_done,
-                                   "seconds": round(time.perf_counter() - start, 4)})
-
-    start = time.perf_counter()
-    cache_stats = CompileCacheStats()
+    out_dir = _open_run_folder(config, run_dir, resume)
+    record = _RunRecord(config, built, lay, memory_plan, out_dir, progress)
+    checkpoints = _Checkpoints(config, built, run_dir, record)
+    start, cache_stats, pop = time.perf_counter(), CompileCacheStats(), None
     hparams = (sweep_lib.stacked_hparams(config, lay) if lay.swept
-               else population.broadcast_hparams(algo.default_hparams, members))
-    pop = make_population(config, built, devices, per_call, programs)
+               else population.broadcast_hparams(built.algo.default_hparams, lay.members))
     try:
+        pop = make_population(config, built, devices, per_call, programs)
         if built.host is None and max_members_per_call is None:
             pop = fit_to_memory(config, built, pop, hparams, devices, memory_limit, programs)
-        between_chunks = population_ops.make_between_chunks(
-            config, pop, algo.num_updates, built.updates_per_chunk, algo.env_steps_per_update)
-        result = population.run(
-            algo, members, seed=config.seed, updates_per_chunk=built.updates_per_chunk,
-            eval_every_chunks=built.eval_every_chunks, on_chunk=on_chunk, on_start=on_start,
-            restore=restore, after_chunk=after_chunk, between_chunks=between_chunks,
-            hparams=hparams, stop=on_report, population=pop)
+        between = population_ops.make_between_chunks(config, pop, built.algo.num_updates, built.updates_per_chunk,
+                                                     built.algo.env_steps_per_update)
+        run = population.Run(pop, seed=config.seed, hparams=hparams, updates_per_chunk=built.updates_per_chunk,
+                             eval_every_chunks=built.eval_every_chunks)
+        if resume:
+            checkpoints.restore(run, between)
+        run.start()
+        record.started(pop)
+        for report in run:
+            if between is not None:  # population-based training, combiners
+                report = run.between_chunks(between.apply)
+            record.chunk(report)
+            if config.eval.video and report.eval_returns is not None:
+                record.video(report, pop.members.unpad(run.state))
+            checkpoints.save_if_due(report, run, between)
+            if on_report is not None and on_report(report):  # e.g. a sweep whose trials were all pruned
+                break
+        result = run.result()
     finally:
-        cache_stats.close()
-        bar.close()
-        checkpointer.close()
-        for logger in loggers:
-            logger.close()
-    wall = time.perf_counter() - start
-    append_jsonl(timings, {"event": "end", "compile_seconds": round(result.compile_seconds, 3),
-                           "steady_sps": round(result.steady_sps, 1), "wall_seconds": round(wall, 3)})
+        for part in (pop, cache_stats, record, checkpoints):
+            if part is not None:
+                part.close()
+    return _summarise(config, lay, result, time.perf_counter() - start, cache_stats, record, run_dir)
 
+
+def _summarise(config: Config, lay: sweep_lib.Layout, result: population.RunResult, wall: float,
+               cache_stats: CompileCacheStats, record: _RunRecord, run_dir: Path) -> dict[str, Any]:
+    """The run's last timings line, summary.json and plots; returns the summary."""
+    out_dir, algo = record.out_dir, record.built.algo
+    record.event("end", compile_seconds=round(result.compile_seconds, 3),
+                 steady_sps=round(result.steady_sps, 1), wall_seconds=round(wall, 3))
     summary = {
         "env": config.env.id, "algo": config.algo.name, "seeds": config.seeds,
         "total_env_steps_per_seed": algo.num_updates * algo.env_steps_per_update,
