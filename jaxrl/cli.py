@@ -12,7 +12,17 @@ from jaxrl.runtime import enable_compilation_cache as _enable_compilation_cache
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxrl", description="Train populations of RL agents in one compiled JAX program.")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_train(commands)
+    _add_sweep(commands)
+    _add_eval(commands)
+    _add_plot(commands)
+    commands.add_parser("envs", help="list the env ids that `env.id` accepts")
+    _add_bench(commands)
+    _add_export(commands)
+    return parser
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a population from a YAML config")
     train.add_argument("config", nargs="?",
                        help="a YAML config file, or a shipped config's name (e.g. ppo_cartpole)")
@@ -47,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                             "~/.cache/jaxrl/xla; 'off' disables it): a second run of a config skips compiling")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+
+def _add_sweep(commands: argparse._SubParsersAction) -> None:
     search = commands.add_parser(
         "sweep", help="Optuna search over a config's search: space, trials batched into populations")
     search.add_argument("config", help="a YAML config (file or shipped name) with a search: section, "
@@ -64,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--compilation-cache", metavar="DIR", help="as for jaxrl train")
     search.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+
+
+def _add_eval(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a trained run from its checkpoint")
     evaluate.add_argument("run_dir", help="a run folder written by `jaxrl train`")
     which = evaluate.add_mutually_exclusive_group()
@@ -85,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="play one episode per member (or --seed-index) and write the best "
                                "as a GIF to RUN_DIR/videos/")
 
+
+
+def _add_plot(commands: argparse._SubParsersAction) -> None:
     plot = commands.add_parser("plot", help="compare runs: learning curves and final IQMs with CIs")
     plot.add_argument("run_dirs", nargs="+", help="run folders written by `jaxrl train`")
     plot.add_argument("--metric", default="episode_return", help="a metrics.csv column (default episode_return)")
@@ -95,8 +114,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="the runs are a GRPO group-size sweep: per env, curves for each G "
                            "and the final return against G")
 
-    commands.add_parser("envs", help="list the env ids that `env.id` accepts")
 
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench", help="benchmark suites: throughput, peers (reference, rejax, SB3, sbx), quality vs references, "
                       "rainbow parts, scale, checkpoint, host envs, sweep, search")
@@ -118,12 +138,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="quality on CPU: run rows estimated to take up to this many hours "
                             "(default 0.25 for full)")
 
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="export one member's network to PyTorch "
                                                 "(TorchScript; needs the torch extra)")
     export.add_argument("run_dir", help="a run folder written by `jaxrl train`")
     export.add_argument("--seed-index", type=int, default=0, help="the member to export (default 0)")
     export.add_argument("--out", help="file to write (default RUN_DIR/export/seed<i>.pt)")
-    return parser
+
 
 
 def _quiet_libraries() -> None:

@@ -6,10 +6,11 @@ envs each, keys spent as `rollout.step_keys` spends them) and one step of a host
 of P * E envs; every update ends with one compiled `learn` call on the collected `Steps` —
 the very functions the jittable `update` is built from. While the
 workers step, the host files the previous decision away (step_async / step_wait), so that
-bookkeeping overlaps env stepping. `HostPopulation` keeps `Population`'s interface, so
-`population.run` drives it chunk by chunk with the same reports, evaluation, checkpoints
-and resume; env state lives in other processes, so a resumed run restarts its envs from
-fresh seeds (and the algorithm closes anything that spanned the reset).
+bookkeeping overlaps env stepping. `HostPopulation` is a `population.Driver` like
+`Population`, composing the same `jaxrl.members.Members` (mesh, placement, compiled-program
+cache, data-parallel mode), so `population.Run` drives it chunk by chunk with the same
+reports, evaluation, checkpoints and resume; env state lives in other processes, so a resumed
+run restarts its envs from fresh seeds (and the algorithm closes anything that spanned the reset).
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec as P
 
 from jaxrl.algos.base import Algorithm
 from jaxrl.envs.host.common import HostVecEnv
-from jaxrl.errors import ConfigError
-from jaxrl.population import AXIS, MEMBER_AXIS, Population, _reduce_chunk
+from jaxrl.members import Members
+from jaxrl.population import reduce_chunk
 from jaxrl.rollout import Steps, reset_key, step_keys
 
 TRAIN_STREAM, RESUME_STREAM, GROUP_STREAM = 0, 1, 2
@@ -37,12 +37,13 @@ def env_seeds(seed: int, stream: int, member: int, index: int, count: int) -> np
     return np.random.SeedSequence([seed, stream, member, index]).generate_state(count).astype(np.int64)
 
 
-class HostPopulation(Population):
-    """`Population`'s interface over a host vector env (see the module docstring).
+class HostPopulation:
+    """A `population.Driver` over a host vector env (see the module docstring).
 
     `open_env(n)` starts a host vector env of n envs; the training env (members x
     `envs_per_member`) opens with the population, the evaluation env (members x
-    `eval_episodes`) at the first evaluation. `close` stops both.
+    `eval_episodes`) at the first evaluation. `close` stops both. The members are never padded
+    (a padding member would step envs for no one) nor split into calls.
     """
 
     def __init__(self, algo: Algorithm, num_members: int, *, open_env: Callable[[int], HostVecEnv],
@@ -50,9 +51,9 @@ class HostPopulation(Population):
                  eval_max_steps: int = 1000, deterministic: bool = True,
                  devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None,
                  data_parallel: bool = False, programs: dict | None = None):
-        self.deterministic = deterministic  # read by `_build`, which the base class calls
-        super().__init__(algo, num_members, devices=devices, pad=False, seed_index=seed_index,
-                         data_parallel=data_parallel, programs=programs)  # no padding: it would step envs for no one
+        self.members = Members(algo, num_members, devices=devices, pad=False, seed_index=seed_index,
+                               data_parallel=data_parallel, programs=programs)
+        self.algo, self.num_members = self.members.algo, num_members
         self.open_env, self.seed = open_env, seed
         self.observation_space = observation_space
         self.envs_per_member, self.eval_episodes = envs_per_member, eval_episodes
@@ -62,11 +63,12 @@ class HostPopulation(Population):
         self._obs: np.ndarray | None = None
         self._updates: int | None = None
         self._env_seconds = 0.0
+        self._compiled_act = self._compiled_learn = None  # set by `compile`
+        self._build(deterministic)
 
-    def _build(self) -> None:
-        """The compiled pieces of `self.algo` (data-parallel: its gradient-syncing rebuild)."""
-        super()._build()
-        algo, deterministic = self.algo, self.deterministic
+    def _build(self, deterministic: bool) -> None:
+        """The jitted pieces of `self.algo` (data-parallel: its gradient-syncing rebuild)."""
+        algo, per_member = self.algo, self.members.per_member
 
         def act(state, obs, hp):  # one env step's decision; the key goes back, not the state,
             key, act_key, _ = step_keys(state.key)  # so a call never copies replay buffers
@@ -77,18 +79,11 @@ class HostPopulation(Population):
             key = jax.random.fold_in(key, step)  # a fresh key per step, inside the compiled call
             return algo.act(algo.policy_params(state), obs, key, deterministic)
 
-        self._act = self._per_member(act, 3)
-        self._spend_reset_key = self._per_member(lambda key: reset_key(key)[0], 1)
-        self._learn = self._per_member(algo.learn, 3, donate=True)
-        self._after_reset = self._per_member(algo.after_env_reset, 1, donate=True)
-        self._eval_act = self._per_member(eval_act, 4)
-
-    def _per_member(self, fn: Callable, num_args: int, donate: bool = False) -> Any:
-        """`fn` of one member, vmapped over the population and sharded over the mesh."""
-        spec = (P(AXIS),) * num_args
-        mapped = jax.shard_map(jax.vmap(fn, axis_name=MEMBER_AXIS), mesh=self.mesh, in_specs=spec,
-                               out_specs=P(AXIS), check_vma=False)
-        return jax.jit(mapped, donate_argnums=(0,) if donate else ())
+        self._act = per_member(act, 3)
+        self._spend_reset_key = per_member(lambda key: reset_key(key)[0], 1)
+        self._learn = per_member(algo.learn, 3, donate=True)
+        self._after_reset = per_member(algo.after_env_reset, 1, donate=True)
+        self._eval_act = per_member(eval_act, 4)
 
     # ---- envs ---------------------------------------------------------------------------
     def _open(self) -> HostVecEnv:
@@ -104,7 +99,7 @@ class HostPopulation(Population):
         groups = max(self.algo.spec.reset_groups, 1)
         count = self.envs_per_member // groups
         seeds = np.stack([np.repeat(env_seeds(self.seed, stream, int(m), index, count), groups)
-                          for m in self.seed_index])  # a member's envs follow its seed, not its setting
+                          for m in self.members.seed_index])  # a member's envs follow its seed, not its setting
         self._obs = self._by_member(self._open().reset(seeds.reshape(-1)))
 
     def close(self) -> None:
@@ -113,9 +108,9 @@ class HostPopulation(Population):
                 env.close()
         self.env = self.eval_env = None
 
-    # ---- Population's interface ---------------------------------------------------------
+    # ---- the Driver interface -----------------------------------------------------------
     def init(self, keys: chex.Array, hparams: Any) -> Any:
-        state = super().init(keys, hparams)
+        state = self.members.init(keys, hparams)
         self._updates = 0
         if not self.algo.spec.reset_groups:
             self._reset(TRAIN_STREAM, 0)
@@ -124,23 +119,25 @@ class HostPopulation(Population):
     def _abstract_obs(self, per_member: int) -> jax.ShapeDtypeStruct:
         space = self.observation_space
         return jax.ShapeDtypeStruct((self.num_members, per_member) + tuple(space.shape),
-                                    space.dtype, sharding=self.sharding)
+                                    space.dtype, sharding=self.members.sharding)
 
     def compile(self, state: Any, hparams: Any) -> float:
         """Compiles act, learn and (with evaluation) the greedy act ahead of the first chunk."""
+        members = self.members
         obs = self._abstract_obs(self.envs_per_member)
-        self._compiled_fn("act", self._act, state, obs, hparams)
+        self._compiled_act = members.compiled("act", self._act, state, obs, hparams)
         _, env_action, record = jax.eval_shape(self._act, state, obs, hparams)
-        self._compiled_fn("learn", self._learn, state, self._abstract_steps(obs, record), hparams)
+        self._compiled_learn = members.compiled("learn", self._learn, state,
+                                                self._abstract_steps(obs, record), hparams)
         if self.can_evaluate:
-            keys = self.place(jnp.zeros((self.num_members, 2), jnp.uint32))
-            self._compiled_fn("eval_act", self._eval_act, state,
-                              self._abstract_obs(self.eval_episodes), keys, self._steps(0))
-        return self.compile_seconds
+            keys = members.place(jnp.zeros((self.num_members, 2), jnp.uint32))
+            members.compiled("eval_act", self._eval_act, state,
+                             self._abstract_obs(self.eval_episodes), keys, self._steps(0))
+        return members.compile_seconds
 
     def _abstract_steps(self, obs: jax.ShapeDtypeStruct, record: Any) -> Steps:
         time_major = lambda s: jax.ShapeDtypeStruct(  # noqa: E731  [P, E, ...] -> [P, T, E, ...]
-            s.shape[:1] + (self.algo.spec.rollout_steps,) + s.shape[1:], s.dtype, sharding=self.sharding)
+            s.shape[:1] + (self.algo.spec.rollout_steps,) + s.shape[1:], s.dtype, sharding=self.members.sharding)
         flag = jax.ShapeDtypeStruct(obs.shape[:2], jnp.bool_)
         return Steps(time_major(obs), jax.tree.map(time_major, record),
                      time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.float32)),
@@ -168,14 +165,15 @@ class HostPopulation(Population):
                 sums[name] = sums.get(name, 0.0) + np.where(defined, value, 0.0)
                 counts[name] = counts.get(name, 0.0) + defined
             self._updates += 1
-        return state, _reduce_chunk(sums, counts)
+        return state, reduce_chunk(sums, counts)
 
     def _one_update(self, state: Any, hparams: Any) -> tuple[Any, dict]:
-        act, learn = self._compiled["act"], self._compiled["learn"]
+        """One host rollout of `rollout_steps` env steps, then one `learn` (after `compile`)."""
+        place, act, learn = self.members.place, self._compiled_act, self._compiled_learn
         obs_seq, records, results = [], [], []
         for _ in range(self.algo.spec.rollout_steps):
             obs = self._obs
-            key, env_action, record = act(state, self.place(obs), hparams)
+            key, env_action, record = act(state, place(obs), hparams)
             state = state._replace(key=key)
             env_action = np.asarray(env_action)
             start = time.perf_counter()
@@ -193,11 +191,11 @@ class HostPopulation(Population):
         steps = Steps(along_time(*obs_seq), jax.tree.map(lambda *x: jnp.stack(x, axis=1), *records),
                       field("reward"), field("terminated"), field("truncated"), field("final_obs"),
                       field("episode_done"), field("episode_return"), field("episode_length"))
-        return learn(state, self.place(steps), hparams)
+        return learn(state, place(steps), hparams)
 
     def _steps(self, t: int) -> Any:
         """Step index `t` for every member, placed like the population's other inputs."""
-        return self.place(np.full(self.num_members, t, np.int32))
+        return self.members.place(np.full(self.num_members, t, np.int32))
 
     def take_env_seconds(self) -> float | None:
         """Seconds spent waiting on env stepping since the last call."""
@@ -213,12 +211,13 @@ class HostPopulation(Population):
         seeds = np.stack([np.random.SeedSequence([int(x) for x in row]).generate_state(self.eval_episodes)
                           for row in raw]).astype(np.int64)
         obs = self._by_member(self.eval_env.reset(seeds.reshape(-1)))
-        keys = self.place(keys)
-        act = self._compiled_fn("eval_act", self._eval_act, state, self.place(obs), keys, self._steps(0))
+        place = self.members.place
+        keys = place(keys)
+        act = self.members.compiled("eval_act", self._eval_act, state, place(obs), keys, self._steps(0))
         finished = np.zeros(seeds.size, bool)
         returns, partial = np.zeros(seeds.size), np.zeros(seeds.size)
         for t in range(self.eval_max_steps):
-            action = np.asarray(act(state, self.place(obs), keys, self._steps(t)))
+            action = np.asarray(act(state, place(obs), keys, self._steps(t)))
             result = self.eval_env.step(action.reshape((-1,) + action.shape[2:]))
             first_end = result.episode_done & ~finished
             returns[first_end] = result.episode_return[first_end]

@@ -53,7 +53,7 @@ def final_state(run_dir: Path):
     config = config_lib.load(run_dir / "config.yaml")
     algo = build(config).algo
     pop = population.Population(algo, config.seeds)
-    abstract = pop.abstract_state(population.stream_keys(0, config.seeds, 0),
+    abstract = pop.members.abstract_state(population.stream_keys(0, config.seeds, 0),
                                   population.broadcast_hparams(algo.default_hparams, config.seeds))
     checkpointer = Checkpointer(run_dir / "checkpoints", read_only=True)
     try:

@@ -208,7 +208,7 @@ def test_combiners_between_chunks_act_on_the_trained_population(strategy):
     def between(report, state, hparams):
         before = jax.device_get(state.params)
         opt_before = jax.device_get(state.opt_state)
-        state, hparams, extra = hook(report, state, hparams)
+        state, hparams, extra = hook.apply(report, state, hparams)
         seen.append((report, before, jax.device_get(state.params)))
         if strategy == "jaxrl.combine:best_networks":  # the example keeps each optimiser state
             for old, new in zip(jax.tree.leaves(opt_before), jax.tree.leaves(jax.device_get(state.opt_state))):
@@ -312,7 +312,7 @@ def test_episode_schedules_count_the_episodes_each_chunk_finished():
 
     def between(report, state, hparams):
         before = jax.device_get(state.params)
-        state, hparams, extra = hook(report, state, hparams)
+        state, hparams, extra = hook.apply(report, state, hparams)
         seen.append((report, extra, before, jax.device_get(state.params)))
         return state, hparams, extra
 
@@ -384,14 +384,14 @@ def test_a_custom_combiner_named_by_import_path_sees_the_chunk_and_sets_the_stat
     hook = make_between_chunks(config, pop, built.algo.num_updates, built.updates_per_chunk,
                                built.algo.env_steps_per_update)
     state = pop.init(population.stream_keys(0, 3, population.INIT_STREAM),
-                     pop.place(population.broadcast_hparams(built.algo.default_hparams, 3)))
+                     pop.members.place(population.broadcast_hparams(built.algo.default_hparams, 3)))
     report = population.ChunkReport(0, 16, 2048, 1.0, {"entropy": np.ones(3)}, None)
-    combined, _, _ = hook(report, state, None)
+    combined, _, _ = hook.apply(report, state, None)
     for old, new in zip(jax.tree.leaves(state.params), jax.tree.leaves(combined.params)):
         assert isinstance(new, np.ndarray) == bool(per_call) and new.shape == (padded,) + old.shape[1:]
         np.testing.assert_array_equal(np.asarray(new), np.broadcast_to(np.asarray(old)[:1], new.shape))
         if not per_call:
-            assert new.sharding == pop.sharding
+            assert new.sharding == pop.members.sharding
 
 
 def test_bad_custom_combiners_are_refused_naming_the_module_function_and_fix():
@@ -415,17 +415,17 @@ def test_bad_custom_combiners_are_refused_naming_the_module_function_and_fix():
         make(load(*TINY, "seeds=2"), custom_combiner=lambda state, stats: state)
     hook = make(config)
     state = pop.init(population.stream_keys(0, 2, population.INIT_STREAM),
-                     pop.place(population.broadcast_hparams(built.algo.default_hparams, 2)))
+                     pop.members.place(population.broadcast_hparams(built.algo.default_hparams, 2)))
     report = population.ChunkReport(0, 8, 2048, 1.0, {"episode_return": np.ones(2)}, None)
     with pytest.raises(ValueError, match=r"combiner custom_combiners:drops_a_member changed state.* from float32\[2.* to float32\[1"):
-        hook(report, state, None)
+        hook.apply(report, state, None)
 
     def to_float16(state, stats):
         return state._replace(params=jax.tree.map(lambda x: x.astype(np.float16), state.params))
 
     hook = make(load(*TINY, "seeds=2", "combine.every_updates=8"), custom_combiner=to_float16)
     with pytest.raises(ValueError, match="combiner to_float16 changed state.*from float32.*to float16"):
-        hook(report, state, None)
+        hook.apply(report, state, None)
 
 
 @pytest.mark.timeout(600)

@@ -67,11 +67,11 @@ def test_the_data_parallel_gradient_is_the_mean_of_the_members_own_gradients(alg
     params = {}
     for mode in ("alone", "data_parallel"):
         pop = population.Population(built.algo, 3, devices=jax.devices()[:1], data_parallel=mode == "data_parallel")
-        state = pop.init(keys, pop.place(hparams))
+        state = pop.init(keys, pop.members.place(hparams))
         if mode == "alone":
-            state = jax.device_put(combine.fixed_member(state, 0), pop.sharding)
+            state = jax.device_put(combine.fixed_member(state, 0), pop.members.sharding)
         before = jax.device_get(state.params)
-        state, _ = pop.train_chunk(state, pop.place(hparams), 1)
+        state, _ = pop.train_chunk(state, pop.members.place(hparams), 1)
         params[mode] = before, jax.device_get(state.params), jax.device_get(state.opt_state)
     np.testing.assert_equal(params["alone"][0], params["data_parallel"][0])  # the same start
     own = adam_first_step_gradient(*params["alone"][:2])
@@ -109,7 +109,7 @@ built = build(config)
 params = {{}}
 for devices in (1, 2):
     pop = population.Population(built.algo, 3, devices=jax.devices()[:devices], data_parallel=True)
-    assert pop.padded_members == (3 if devices == 1 else 4)
+    assert pop.members.padded_members == (3 if devices == 1 else 4)
     result = population.run(built.algo, 3, updates_per_chunk=built.updates_per_chunk, population=pop)
     params[devices] = jax.device_get(result.state.params)
 for one, two in zip(jax.tree.leaves(params[1]), jax.tree.leaves(params[2])):
@@ -149,8 +149,9 @@ def test_what_data_parallel_cannot_do_is_refused_with_the_fix():
 
 
 def test_host_env_populations_run_data_parallel_too():
-    """Gymnasium CartPole in a worker process: `make_between_chunks` switches the host
-    population to data-parallel (its `learn` averages gradients) and the members stay one."""
+    """Gymnasium CartPole in a worker process: `make_population` builds the host population
+    data-parallel (its `learn` averages gradients), nothing is left to act between chunks,
+    and the members stay one."""
     pytest.importorskip("gymnasium")
     from jaxrl.experiment.population_ops import make_between_chunks
     from jaxrl.experiment.train import make_population
@@ -161,7 +162,7 @@ def test_host_env_populations_run_data_parallel_too():
     pop = make_population(config, built)
     assert make_between_chunks(config, pop, built.algo.num_updates, built.updates_per_chunk,
                                built.algo.env_steps_per_update) is None  # nothing left between chunks
-    assert pop.data_parallel
+    assert pop.members.data_parallel
     result = population.run(built.algo, 2, updates_per_chunk=built.updates_per_chunk, population=pop)
     for leaf in jax.tree.leaves((result.state.params, result.state.opt_state)):
         leaf = np.asarray(leaf)

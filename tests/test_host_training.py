@@ -35,7 +35,7 @@ def test_grpo_groups_start_from_identically_seeded_resets():
     assert built.algo.spec.reset_groups == 3
     pop = make_population(config, built)
     try:
-        hparams = pop.place(population.broadcast_hparams(built.algo.default_hparams, 2))
+        hparams = pop.members.place(population.broadcast_hparams(built.algo.default_hparams, 2))
         state = pop.init(population.stream_keys(0, 2, population.INIT_STREAM), hparams)
         assert pop._obs is None  # grouped runs reset at each update, not at init
         pop.compile(state, hparams)

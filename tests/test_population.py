@@ -86,6 +86,22 @@ def test_broadcast_hparams_shares_one_value_and_keeps_one_per_member():
         population.broadcast_hparams(hp._replace(clip_eps=[0.1, 0.2]), 4)
 
 
+def test_a_run_restored_at_a_chunk_boundary_continues_exactly():
+    """`Run` as a loop: stopped after its first chunk, its state restored into a fresh run,
+    which trains the remaining chunks to the very parameters of an uninterrupted run."""
+    algo = tiny_algo()  # 6 updates: chunks 0, 1, 2 of 2 updates
+    whole = population.run(algo, 2, seed=1, updates_per_chunk=2)
+    first = population.Run(population.Population(algo, 2), seed=1, updates_per_chunk=2)
+    next(iter(first))
+    saved = jax.tree.map(jnp.copy, first.driver.members.unpad(first.state))
+    resumed = population.Run(population.Population(algo, 2), seed=1, updates_per_chunk=2)
+    with pytest.raises(ValueError, match="chunk boundary; 3 updates"):
+        resumed.restore(saved, 3)
+    resumed.restore(saved, first.updates_done)
+    assert [report.chunk for report in resumed] == [1, 2]
+    np.testing.assert_array_equal(leaves(resumed.result().state.params), leaves(whole.state.params))
+
+
 SHARDED = """
 import json, jax, numpy as np
 from jaxrl import population

@@ -238,7 +238,7 @@ def test_a_forced_memory_limit_splits_the_population_with_the_same_results(tmp_p
     config = config_lib.load("configs/ppo_cartpole.yaml", TINY + ["seeds=6", "algo.num_steps=128"])
     algo = build(config).algo
     pop = population.Population(algo, 6, devices=jax.devices()[:1])
-    program = pop.program_bytes(pop.place(population.broadcast_hparams(algo.default_hparams, 6)))
+    program = pop.program_bytes(pop.members.place(population.broadcast_hparams(algo.default_hparams, 6)))
     state = memory.plan(algo, 6, jax.devices()[:1]).total
     assert program > state  # rollouts and temporaries on top of the state
     limit = int((state + program) / 2 / memory.HEADROOM)  # room for the state, not the program

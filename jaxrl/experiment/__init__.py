@@ -1,5 +1,7 @@
-"""Experiments: the run folder, loggers, progress, and `train` that wires a config to a run."""
+"""Experiments: assembling a run from a config (`assemble.build`), and the commands that run
+it — `train` (run folder, loggers, progress, checkpoints), evaluation, sweeps."""
 
-from jaxrl.experiment.train import build, train
+from jaxrl.experiment.assemble import build
+from jaxrl.experiment.train import train
 
 __all__ = ["build", "train"]

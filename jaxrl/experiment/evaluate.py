@@ -18,13 +18,13 @@ from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.config import Config
 from jaxrl.experiment.checkpoints import Checkpointer, Restored
 from jaxrl.experiment.run_dir import write_json
-from jaxrl.experiment.train import Built, build, make_env, make_population
+from jaxrl.experiment.assemble import Built, build, make_env, make_population
 
 
 class LoadedRun(NamedTuple):
     config: Config
     built: Built
-    population: population.Population
+    population: population.Driver
     restored: Restored
 
 
@@ -51,13 +51,13 @@ def load_run(run_dir: Path, *, episodes: int | None = None, deterministic: bool 
     built = build(config)
     pop = make_population(config, built, devices)
     hparams = population.broadcast_hparams(built.algo.default_hparams, lay.members)
-    abstract = pop.abstract_state(population.stream_keys(config.seed, lay.members, 0), hparams)
+    abstract = pop.members.abstract_state(population.stream_keys(config.seed, lay.members, 0), hparams)
     checkpointer = Checkpointer(run_dir / "checkpoints", read_only=True)
     try:
         restored = checkpointer.restore_latest(abstract)
     finally:
         checkpointer.close()
-    restored = restored._replace(state=pop.from_saved(restored.state))
+    restored = restored._replace(state=pop.members.from_saved(restored.state))
     return LoadedRun(config, built, pop, restored)
 
 
@@ -72,7 +72,8 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None,
     run_dir = Path(run_dir)
     config, built, pop, restored = load_run(run_dir, episodes=episodes, deterministic=deterministic,
                                             seed_index=seed_index, devices=devices)
-    eval_keys = population.stream_keys(config.seed, pop.num_members, population.EVAL_STREAM, pop.seed_index)
+    eval_keys = population.stream_keys(config.seed, pop.members.num_members, population.EVAL_STREAM,
+                                       pop.members.seed_index)
     chunk = int(restored.progress.get("chunk", 0))
     keys = jax.vmap(lambda k: jax.random.fold_in(k, chunk))(eval_keys)
     try:
@@ -80,7 +81,7 @@ def evaluate_run(run_dir: str | Path, *, episodes: int | None = None,
     finally:
         pop.close()
     per_seed = returns.mean(axis=1)
-    chosen = list(range(pop.num_members)) if seed_index is None else [seed_index]
+    chosen = list(range(pop.members.num_members)) if seed_index is None else [seed_index]
     result = {
         "run_dir": str(run_dir), "checkpoint_update": restored.step,
         "env_steps_per_seed": restored.progress.get("env_steps"),

@@ -9,16 +9,17 @@ lineage and hyperparameter schedule.
 Schedules (`Schedule`, `due`): every N env steps or N updates per member (rounded up to whole
 chunks, so they follow the chunk index and a resumed run keeps them exactly), or every N
 episodes: at the first chunk end where the members have finished N episodes each on
-average since the last application. That count lives in the hook, and is recorded per chunk
-in the metrics (`pbt_episodes`, `combine_episodes`: the count at that chunk's end, this
-chunk's included, before it resets) and saved with each checkpoint (the hook's
-`episodes_since`), so a resumed run applies its next operation where the uninterrupted one did.
+average since the last application. That count is the one state `BetweenChunks` carries: it
+is recorded per chunk in the metrics (`pbt_episodes`, `combine_episodes`: the count at that
+chunk's end, this chunk's included, before it resets) and saved with each checkpoint
+(`state_dict`), so a resumed run applies its next operation where the uninterrupted one did.
 
 A combiner is any function `(population_state, stats) -> population_state`: the built-ins
 (`mean`, `weighted_mean`, `best`, `fixed`), a `"module:function"` named by
 `combine.strategy`, or `custom_combiner=` for Python users (see `make_between_chunks`).
-`combine.strategy: data_parallel` is no hook at all: it makes the population one learner
-(`Population.use_data_parallel`: gradients averaged over all members at every step).
+`combine.strategy: data_parallel` acts on nothing between chunks: the population is built as
+one learner (`Members(data_parallel=True)`, as `experiment.assemble.make_population` does:
+gradients averaged over all members at every step).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import numpy as np
 
 from jaxrl import combine
 from jaxrl.errors import ConfigError
-from jaxrl.population import ChunkReport, Population
+from jaxrl.members import Members
+from jaxrl.population import ChunkReport, Driver
 
 PBT_STREAM = 7  # a key stream of its own, apart from init/eval
 UNIT_INTERVAL = ("gamma", "gae_lambda", "clip_eps", "tau", "eps_start", "eps_end",
@@ -76,7 +78,7 @@ def due(schedule: Schedule, chunk: int, episodes: float) -> bool:
 
 def chunk_episodes(metrics: dict[str, np.ndarray]) -> float:
     """The members' mean number of episodes finished in a chunk. The `episodes` metric is
-    already per member the count over the whole chunk: `population._reduce_chunk` sums it over
+    already per member the count over the whole chunk: `population.reduce_chunk` sums it over
     the chunk's updates (it averages the other metrics)."""
     if "episodes" not in metrics:
         raise ValueError("an episode schedule needs the algorithm's `episodes` metric "
@@ -158,24 +160,86 @@ def builtin_combiner(comb: Any, valid: np.ndarray) -> Combiner:
     return lambda state, stats: jitted(state, stats["score"])
 
 
-def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_per_chunk: int,
+class BetweenChunks:
+    """PBT and a combiner acting on the population between chunks (`apply`), each on its
+    schedule. What they carry from one chunk to the next, the members' mean episodes finished
+    since each last applied, is checkpointed with the state (`state_dict`,
+    `load_state_dict`). `make_between_chunks` builds one from a config."""
+
+    def __init__(self, config: Any, members: Members, num_updates: int, pbt_schedule: Schedule,
+                 combiner: Combiner | None, comb_schedule: Schedule):
+        pbt = config.pbt
+        self.members, self.num_updates = members, num_updates
+        self.pbt_schedule, self.comb_schedule = pbt_schedule, comb_schedule
+        self.hyperparameters, self.pbt_score, self.comb_score = pbt.hyperparameters, pbt.score, config.combine.score
+        self.combiner = combiner
+        self.valid = np.arange(members.padded_members) < members.num_members
+        bounds = {name: (0.0, 1.0) for name in UNIT_INTERVAL}
+        self._exploit = jax.jit(partial(combine.exploit_explore, fraction=pbt.fraction, names=pbt.hyperparameters,
+                                        factors=tuple(pbt.factors), bounds=bounds))
+        self._base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), PBT_STREAM)
+        self.episodes_since = {"pbt": 0.0, "combine": 0.0}  # mean episodes per member since each last applied
+
+    def state_dict(self) -> dict[str, float]:
+        """What a checkpoint keeps, so a resumed run keeps its episode schedules exactly."""
+        return dict(self.episodes_since)
+
+    def load_state_dict(self, saved: dict[str, float]) -> None:
+        self.episodes_since.update(saved)
+
+    def apply(self, report: ChunkReport, state: Any, hparams: Any) -> tuple[Any, Any, dict]:
+        """After a chunk: PBT's exploit-and-explore and the combiner where due (never after the
+        last chunk); returns the population's state and hyperparameters, kept where the
+        population keeps them, and per-member metrics for the report (lineage, schedules)."""
+        members = self.members
+        parents = np.arange(members.num_members)
+        extra = self._count_episodes(report)
+        if report.updates_done < self.num_updates:  # nothing to change after the last chunk
+            if due(self.pbt_schedule, report.chunk, self.episodes_since["pbt"]):
+                scores = _padded(report.metrics.get(self.pbt_score), members.padded_members)
+                key = jax.random.fold_in(self._base_key, report.chunk)
+                state, hparams, sources = self._exploit(key, state, hparams, scores, self.valid)
+                state, hparams = members.settle(state), members.settle(hparams)
+                parents = np.asarray(members.fetch(sources))[:members.num_members]
+                self.episodes_since["pbt"] = 0.0
+            if due(self.comb_schedule, report.chunk, self.episodes_since["combine"]):
+                state = members.settle(self.combiner(state, chunk_stats(report, self.comb_score, self.valid)))
+                self.episodes_since["combine"] = 0.0
+        if self.pbt_schedule.on:
+            extra["pbt_parent"] = parents.astype(np.float64)
+        for name in self.hyperparameters:
+            extra[f"hp_{name}"] = np.asarray(members.fetch(getattr(hparams, name)), np.float64)[:members.num_members]
+        return state, hparams, extra
+
+    def _count_episodes(self, report: ChunkReport) -> dict[str, np.ndarray]:
+        """Adds the chunk's episodes to each episode schedule's count; the counts as metrics."""
+        schedules = (("pbt", self.pbt_schedule), ("combine", self.comb_schedule))
+        episodes = chunk_episodes(report.metrics) if any(s.episodes for _, s in schedules) else 0.0
+        counts = {}
+        for name, schedule in schedules:
+            self.episodes_since[name] += episodes
+            if schedule.episodes:
+                counts[f"{name}_episodes"] = np.full(self.members.num_members, self.episodes_since[name])
+        return counts
+
+
+def make_between_chunks(config: Any, pop: Driver, num_updates: int, updates_per_chunk: int,
                         env_steps_per_update: int, custom_combiner: Combiner | None = None
-                        ) -> Callable[[ChunkReport, Any, Any], tuple] | None:
-    """The `between_chunks` hook of `population.run` for `config` (None when neither PBT nor
-    a combiner acts between chunks).
+                        ) -> BetweenChunks | None:
+    """What acts on `pop` between chunks for `config` (None when neither PBT nor a combiner
+    does; `BetweenChunks.apply` goes to `population.Run.between_chunks`).
 
     `custom_combiner` (a `(population_state, stats) -> population_state` function, see
     `chunk_stats`) replaces `combine.strategy`, on the `combine:` section's schedule. A
     combiner gets the state as the population keeps it: sharded jax arrays, or host numpy
     arrays when the population is split into calls; it must return the same structure and
-    shapes. `combine.strategy: data_parallel` switches `pop` into data-parallel mode here
-    (`Population.use_data_parallel`; a split population is refused)."""
-    pbt, comb = config.pbt, config.combine
-    if comb.strategy == "data_parallel" and custom_combiner is None:
-        pop.use_data_parallel()
+    shapes. `combine.strategy: data_parallel` needs `pop` built data-parallel (one learner)."""
+    pbt, comb, members = config.pbt, config.combine, pop.members
+    if comb.strategy == "data_parallel" and custom_combiner is None and not members.data_parallel:
+        raise ConfigError("combine.strategy data_parallel needs a population built as one learner: "
+                          "Population(..., data_parallel=True), as experiment.assemble.make_population builds it")
     pbt_schedule = schedule_of(pbt, updates_per_chunk, env_steps_per_update)
     comb_schedule = schedule_of(comb, updates_per_chunk, env_steps_per_update)
-    valid = np.arange(pop.padded_members) < pop.num_members
     if custom_combiner is not None:
         if not comb_schedule.on:
             raise ConfigError("a custom combiner needs a schedule: set one of combine.every_env_steps, "
@@ -186,47 +250,10 @@ def make_between_chunks(config: Any, pop: Population, num_updates: int, updates_
     elif comb.strategy in ("none", "data_parallel"):
         combiner, comb_schedule = None, Schedule()
     else:
-        combiner = builtin_combiner(comb, valid)
+        combiner = builtin_combiner(comb, np.arange(members.padded_members) < members.num_members)
     if not pbt_schedule.on and not comb_schedule.on:
         return None
-    bounds = {name: (0.0, 1.0) for name in UNIT_INTERVAL}
-    exploit = jax.jit(partial(combine.exploit_explore, fraction=pbt.fraction, names=pbt.hyperparameters,
-                              factors=tuple(pbt.factors), bounds=bounds))
-    base_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), PBT_STREAM)
-    since = {"pbt": 0.0, "combine": 0.0}  # mean episodes per member since each last applied
-
-    def settle(tree: Any) -> Any:
-        """Back where the population keeps it: on its mesh, or (split) in host memory."""
-        return jax.tree.map(np.asarray, pop.fetch(tree)) if pop.split else jax.device_put(tree, pop.sharding)
-
-    def between_chunks(report: ChunkReport, state: Any, hparams: Any) -> tuple[Any, Any, dict]:
-        members = pop.num_members
-        parents = np.arange(members)
-        episodes = chunk_episodes(report.metrics) if pbt_schedule.episodes or comb_schedule.episodes else 0.0
-        extra = {}
-        for name, schedule in (("pbt", pbt_schedule), ("combine", comb_schedule)):
-            since[name] += episodes
-            if schedule.episodes:
-                extra[f"{name}_episodes"] = np.full(members, since[name])
-        if report.updates_done < num_updates:  # nothing to change after the last chunk
-            if due(pbt_schedule, report.chunk, since["pbt"]):
-                scores = _padded(report.metrics.get(pbt.score), pop.padded_members)
-                key = jax.random.fold_in(base_key, report.chunk)
-                state, hparams, sources = exploit(key, state, hparams, scores, valid)
-                state, hparams = settle(state), settle(hparams)
-                parents = np.asarray(pop.fetch(sources))[:members]
-                since["pbt"] = 0.0
-            if due(comb_schedule, report.chunk, since["combine"]):
-                state = settle(combiner(state, chunk_stats(report, comb.score, valid)))
-                since["combine"] = 0.0
-        if pbt_schedule.on:
-            extra["pbt_parent"] = parents.astype(np.float64)
-        for name in pbt.hyperparameters:
-            extra[f"hp_{name}"] = np.asarray(pop.fetch(getattr(hparams, name)), np.float64)[:members]
-        return state, hparams, extra
-
-    between_chunks.episodes_since = since  # checkpointed with the state, so a resumed run keeps
-    return between_chunks                  # its episode schedules exactly
+    return BetweenChunks(config, members, num_updates, pbt_schedule, combiner, comb_schedule)
 
 
 def hparams_to_json(hparams: Any) -> dict[str, list[float]]:

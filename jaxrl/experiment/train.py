@@ -1,4 +1,13 @@
-"""`train`: config -> env -> algorithm -> population run -> run folder, with a progress bar."""
+"""`jaxrl train`: a config trained into a run folder, as a plain loop.
+
+`train` assembles the run (`experiment.assemble`: env, algorithm, population driver sized to
+memory), opens the run folder, then loops over the chunks of a `population.Run`: after each,
+PBT and combiners act (`population_ops.BetweenChunks`), the chunk's rows and timings are
+written (`_RunRecord`), a video is recorded when evaluated, a checkpoint saved when due
+(`_Checkpoints`), and the run stops early if `on_report` asks; then summary.json and plots.
+A resumed run restores the newest checkpoint into the `Run` before it starts. Static sweeps
+train one such run per program (`train_static_sweep`).
+"""
 
 from __future__ import annotations
 
@@ -7,132 +16,29 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from jaxrl import buffers, distributed, memory, population
 from jaxrl import sweep as sweep_lib
-from jaxrl.algos import REGISTRY as ALGOS
-from jaxrl.algos.base import Algorithm
 from jaxrl.analysis import aggregate
 from jaxrl.analysis.plots import hyperparameter_schedules, learning_curve, settings_curves
 from jaxrl import config as config_lib
 from jaxrl.config import Config, dump
 from jaxrl.errors import ConfigError, RunDirError
-from jaxrl.envs import make_vec, registered_ids
-from jaxrl.envs.host import HostEnvError, HostEnvSpec, JaxStandIn, host_spec, open_host_env, resolve_backend
-from jaxrl.evaluation import episode_limit, make_evaluator
-from jaxrl.experiment.checkpoints import CheckpointError, Checkpointer
+from jaxrl.evaluation import episode_limit
 from jaxrl.experiment import population_ops
+from jaxrl.experiment.assemble import (  # noqa: F401  (make_env and Built: importable from here too)
+    Built, build, fit_to_memory, make_env, make_population, members_per_call,
+)
+from jaxrl.experiment.checkpoints import CheckpointError, Checkpointer
 from jaxrl.experiment.loggers import make_loggers, require as require_loggers
 from jaxrl.runtime import CompileCacheStats, raise_if_interrupted
 from jaxrl.experiment.run_dir import (
     MetricsWriter, append_jsonl, create_run_dir, environment_versions, read_metrics,
     truncate_metrics, write_json,
 )
-
-
-class Built(NamedTuple):
-    algo: Algorithm
-    env_params: Any
-    evaluator: Any  # None for host envs: `HostPopulation` evaluates on its own envs
-    updates_per_chunk: int
-    eval_every_chunks: int
-    host: HostEnvSpec | None = None  # set when the env is stepped on the host
-
-
-def make_env(config: Config, num_envs: int, update_stats: bool = True,
-             group_size: int = 1) -> tuple[Any, Any]:
-    """The vectorised env with the wrappers `config.env` asks for."""
-    return make_vec(config.env.id, num_envs, normalize_obs=config.env.normalize_obs,
-                    normalize_reward=config.env.normalize_reward, gamma=config.algo.gamma,
-                    update_stats=update_stats, env_kwargs=config.env.kwargs, group_size=group_size)
-
-
-def _host_spec(config: Config, backend: str) -> HostEnvSpec:
-    """The host env's spec, after refusing what the host path does not do."""
-    for wrapper in ("normalize_obs", "normalize_reward"):
-        if getattr(config.env, wrapper):
-            raise ConfigError(f"env.{wrapper} is not available for host envs ({config.env.id} runs "
-                              f"on the {backend} backend); set env.{wrapper}: false")
-    try:
-        return host_spec(config.env.id, backend, config.env.kwargs)
-    except HostEnvError as error:
-        if config.env.backend == "auto" and str(error).startswith("unknown"):
-            raise HostEnvError(f"unknown env id {config.env.id!r}: neither jaxrl/gymnax (`jaxrl envs` "
-                               f"lists them) nor gymnasium knows it. {error}") from None
-        raise
-
-
-def build(config: Config) -> Built:
-    """The algorithm, evaluator and chunking that `config` describes (nothing runs yet)."""
-    if ":" in config.combine.strategy:  # a custom combiner that cannot be imported is refused now
-        population_ops.load_combiner(config.combine.strategy)
-    group = getattr(config.algo, "group_size", 1)  # GRPO: G rollouts from each start state
-    backend = resolve_backend(config.env.id, config.env.backend, registered_ids())
-    spec, evaluator = None, None
-    if backend == "jax":
-        env, env_params = make_env(config, config.env.num_envs * group, group_size=group)
-    else:
-        spec = _host_spec(config, backend)
-        env = JaxStandIn(spec, config.env.num_envs * group, group)
-        env_params = env.default_params
-    algo = ALGOS[config.algo.name].make(config.algo, env, env_params, config.total_env_steps)
-    if backend == "jax":
-        eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
-        max_steps = config.eval.max_steps or episode_limit(env_params)
-        evaluator = make_evaluator(algo, eval_env, env_params, max_steps, config.eval.deterministic)
-    updates_per_chunk = max(1, config.log_every_env_steps // algo.env_steps_per_update)
-    chunk_steps = updates_per_chunk * algo.env_steps_per_update
-    eval_every = math.ceil(config.eval.every_env_steps / chunk_steps) if config.eval.every_env_steps else 0
-    return Built(algo, env_params, evaluator, updates_per_chunk, eval_every, spec)
-
-
-def make_population(config: Config, built: Built, devices: Sequence[Any] | None = None,
-                    max_members_per_call: int | None = None,
-                    programs: dict | None = None) -> population.Population:
-    """The population driver for `built` (every setting x seed of the config's sweep):
-    compiled env steps, or host envs in workers. `programs`: see `population.Population`."""
-    lay = sweep_lib.layout(config)
-    data_parallel = config.combine.strategy == "data_parallel"
-    if built.host is None:
-        return population.Population(built.algo, lay.members, devices=devices, evaluator=built.evaluator,
-                                     max_members_per_call=max_members_per_call, seed_index=lay.seed_index,
-                                     data_parallel=data_parallel, programs=programs)
-    from jaxrl.host_loop import HostPopulation
-
-    spec = built.host
-
-    def open_env(num_envs: int) -> Any:
-        return open_host_env(spec, num_envs, num_workers=config.env.num_workers,
-                             timeout=config.env.step_timeout, seed=config.seed)
-
-    return HostPopulation(
-        built.algo, lay.members, seed_index=lay.seed_index, open_env=open_env, observation_space=spec.observation_space,
-        envs_per_member=config.env.num_envs * getattr(config.algo, "group_size", 1),
-        seed=config.seed, eval_episodes=config.eval.episodes,
-        eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
-        deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel,
-        programs=programs)
-
-
-def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPlan,
-                     requested: int | None) -> int | None:
-    """How many members one compiled call may hold: `requested` (--max-population-chunk), or
-    as many as fit in memory, or None when the whole population fits."""
-    if built.host is not None:  # host envs: the population is one call; refuse what cannot fit
-        memory.check(memory_plan)
-        return requested
-    if requested is not None:
-        return requested
-    fitting = memory.fitting_members(memory_plan, memory.host_free_bytes())
-    if fitting is None:
-        return None
-    print(f"jaxrl: {memory_plan.describe()}: too much for one program, so the population runs "
-          f"in sub-populations of at most {fitting} members, one after another "
-          f"(--max-population-chunk overrides)", file=sys.stderr)
-    return fitting
 
 
 class _Progress:
@@ -159,29 +65,6 @@ class _Progress:
 
     def close(self) -> None:
         self.bar.close()
-
-
-def fit_to_memory(config: Config, built: Built, pop: population.Population, hparams: Any,
-                  devices: Sequence[Any] | None, memory_limit: int | None,
-                  programs: dict | None = None) -> population.Population:
-    """Checks the compiled program's own memory needs (rollouts and temporaries included)
-    against the devices' memory before anything runs; when a call is too big, the population
-    is rebuilt as sub-populations that fit (one more compile)."""
-    import jax
-
-    needed = pop.program_bytes(pop.place(hparams))
-    device_bytes = memory.per_device_bytes(devices if devices is not None else jax.devices(), memory_limit)
-    if needed is None or device_bytes is None:
-        return pop
-    per_call = memory.fitting_per_call(needed, pop.members_per_call, pop.mesh.size, device_bytes)
-    if per_call is None:
-        return pop
-    if distributed.is_primary():
-        print(f"jaxrl: one training call of {pop.members_per_call} members needs "
-              f"{needed / 2**20:.1f} MiB per device (rollouts included), more than the "
-              f"{device_bytes / 2**20:.1f} MiB free; running sub-populations of at most {per_call} members "
-              f"one after another (--max-population-chunk overrides)", file=sys.stderr)
-    return make_population(config, built, devices, per_call, programs)
 
 
 def _metric_rows(report: population.ChunkReport, lay: sweep_lib.Layout, sps: float) -> list[dict[str, Any]]:
@@ -235,6 +118,159 @@ def _setting_summaries(settings: list[tuple[sweep_lib.Setting, np.ndarray]]) -> 
     return [{"rank": rank, **row} for rank, row in enumerate(rows, 1)]
 
 
+class _RunRecord:
+    """What a run writes as it goes, checkpoints aside: metrics.csv rows, timings.jsonl
+    events, the loggers' points, the progress bar and videos of the best member's episode.
+    Only process 0 logs (`out_dir` of the others is a scratch folder)."""
+
+    def __init__(self, config: Config, built: Built, lay: sweep_lib.Layout, memory_plan: memory.MemoryPlan,
+                 out_dir: Path, progress: bool):
+        primary = distributed.is_primary()
+        self.config, self.built, self.lay, self.memory_plan, self.out_dir = config, built, lay, memory_plan, out_dir
+        self.metrics = MetricsWriter(out_dir / "metrics.csv")
+        self.loggers = make_loggers(config, out_dir) if primary else []
+        for logger in self.loggers:
+            logger.log_config(config_lib.to_dict(config))
+        if primary:
+            print(f"jaxrl: {memory_plan.describe()}", file=sys.stderr)
+        self.bar = _Progress(built.algo.num_updates, progress and primary)
+        self.last_updates = 0
+
+    def event(self, name: str, **fields: Any) -> None:
+        """One line of timings.jsonl."""
+        append_jsonl(self.out_dir / "timings.jsonl", {"event": name, **fields})
+
+    def resumed(self, updates_done: int) -> None:
+        """Continuing after `updates_done` updates: metrics.csv loses the rows logged after that."""
+        self.metrics.columns = truncate_metrics(self.out_dir / "metrics.csv", updates_done)
+        self.last_updates = updates_done
+        self.bar.skip(updates_done)
+        self.event("resume", from_update=updates_done)
+
+    def started(self, pop: population.Driver) -> None:
+        """The population is initialised and compiled."""
+        members, count, plan = pop.members, self.lay.members, self.memory_plan
+        self.event("init", compile_seconds=round(members.compile_seconds, 3), devices=members.mesh.size,
+                   members=count, padded_members=members.padded_members, calls_per_chunk=members.calls,
+                   state_bytes=plan.member_bytes * count, replay_bytes=plan.replay_bytes * count)
+
+    def chunk(self, report: population.ChunkReport) -> None:
+        """A chunk's metrics.csv rows, timings, progress and logger point."""
+        raise_if_interrupted()  # a Ctrl-C that Python dropped stops the run here
+        updates = report.updates_done - self.last_updates
+        self.last_updates = report.updates_done
+        sps = updates * self.built.algo.env_steps_per_update * self.lay.members / max(report.seconds, 1e-9)
+        self.metrics.write(_metric_rows(report, self.lay, sps))
+        split = {} if report.env_seconds is None else {  # host envs: stepping vs device work
+            "env_seconds": round(report.env_seconds, 4),
+            "device_seconds": round(report.seconds - report.env_seconds, 4)}
+        self.event("chunk", chunk=report.chunk, updates=updates, env_steps_per_member=report.env_steps,
+                   seconds=round(report.seconds, 4), sps=round(sps, 1),
+                   eval_seconds=round(report.eval_seconds, 4), **split)
+        self.bar.update(report, sps, updates)
+        per_seed = dict(report.metrics)
+        if report.eval_returns is not None:
+            per_seed["eval_return"] = report.eval_returns.mean(axis=1)
+        lay = self.lay
+        groups = {s.name: lay.members_of(i) for i, s in enumerate(lay.settings)} if lay.swept else None
+        for logger in self.loggers:
+            logger.log_point(report.env_steps, per_seed, groups)
+
+    def video(self, report: population.ChunkReport, state: Any) -> None:
+        """videos/: an episode of the member with the best evaluation return (`state`: the real members')."""
+        from jaxrl.experiment.evaluate import play_episode, render_episode
+
+        start = time.perf_counter()
+        best = int(np.argmax(report.eval_returns.mean(axis=1)))
+        max_steps = self.config.eval.max_steps or episode_limit(self.built.env_params)
+        rows, states = play_episode(self.config, self.built.algo, state, best, max_steps)
+        path = render_episode(self.config, rows, states,
+                              self.out_dir / "videos" / f"eval_step{report.env_steps}_seed{best}")
+        self.event("video", path=str(path.relative_to(self.out_dir)),
+                   seconds=round(time.perf_counter() - start, 3))
+
+    def close(self) -> None:
+        self.bar.close()
+        for logger in self.loggers:
+            logger.close()
+
+
+class _Checkpoints:
+    """The run's checkpoints: when they are due, what they hold (the real members' state —
+    without its replay buffer unless `checkpoint.replay_buffer` — and a progress record with
+    PBT's hyperparameters and the between-chunks state) and continuing from the newest."""
+
+    def __init__(self, config: Config, built: Built, run_dir: Path, record: _RunRecord):
+        self.checkpointer = Checkpointer(run_dir / "checkpoints", config.checkpoint.keep_last,
+                                         config.checkpoint.keep_best)
+        self.every = _checkpoint_every_chunks(config, built)
+        self.algo, self.pbt, self.record = built.algo, config.pbt.enabled, record
+        self.skips_buffer = self.algo.replay_field is not None and not config.checkpoint.replay_buffer
+
+    def _saved_part(self, state: Any) -> Any:
+        """The state as checkpointed: without its replay buffer when the config says so."""
+        return state._replace(**{self.algo.replay_field: None}) if self.skips_buffer else state
+
+    def restore(self, run: population.Run, between: population_ops.BetweenChunks | None) -> None:
+        """Continues `run` (and `between`) from the newest readable checkpoint."""
+        abstract = run.abstract_state()
+        restored = self.checkpointer.restore_latest(self._saved_part(abstract))
+        state = restored.state
+        if state is not None and self.skips_buffer:  # a fresh, empty buffer refills
+            state = state._replace(**{self.algo.replay_field: buffers.empty_like(
+                getattr(abstract, self.algo.replay_field))})
+        self.record.resumed(restored.step)
+        if between is not None:
+            between.load_state_dict(restored.progress.get("episodes_since", {}))
+        saved_hparams = restored.progress.get("hparams")  # PBT changed them during the run
+        run.restore(state, restored.step, population_ops.hparams_from_json(saved_hparams, self.algo.default_hparams)
+                    if saved_hparams else None)
+
+    def save_if_due(self, report: population.ChunkReport, run: population.Run,
+                    between: population_ops.BetweenChunks | None) -> None:
+        """A checkpoint after the last chunk and every `checkpoint.every_env_steps`."""
+        last = report.updates_done >= self.algo.num_updates
+        if not (last or (self.every and (report.chunk + 1) % self.every == 0)):
+            return
+        start = time.perf_counter()
+        members = run.driver.members
+        progress = {"updates_done": report.updates_done, "env_steps": report.env_steps, "chunk": report.chunk}
+        if self.pbt:  # hyperparameters are part of the state under PBT
+            progress["hparams"] = population_ops.hparams_to_json(members.fetch(members.unpad(run.hparams)))
+        if between is not None:  # episode schedules count from their last application
+            progress["episodes_since"] = between.state_dict()
+        self.checkpointer.save(report.updates_done, self._saved_part(members.unpad(run.state)), progress,
+                               _score(report))
+        self.record.event("checkpoint", update=report.updates_done,
+                          seconds=round(time.perf_counter() - start, 4))
+
+    def close(self) -> None:
+        self.checkpointer.close()
+
+
+def _check_before_starting(config: Config, built: Built) -> None:
+    """Refuses now, before a run folder exists, what would fail only later."""
+    require_loggers(config.loggers)
+    if config.eval.video:
+        from jaxrl.experiment.evaluate import check_renderer
+
+        check_renderer(config)
+    if built.host is not None and distributed.process_count() > 1:
+        raise ConfigError(f"host envs ({config.env.id}) train on one machine; run without --distributed")
+
+
+def _open_run_folder(config: Config, run_dir: Path, resume: bool) -> Path:
+    """Creates the run folder (unless resuming); returns where this process writes.
+    Several processes (jax.distributed) train one population: all of them checkpoint into
+    run_dir together; only process 0 writes the rest, the others write into a scratch folder."""
+    primary = distributed.is_primary()
+    if not resume and primary:
+        create_run_dir(run_dir)
+        (run_dir / "config.yaml").write_text(dump(config))
+    distributed.barrier("run folder ready")
+    return run_dir if primary else distributed.scratch_dir()
+
+
 def train(config: Config, run_dir: str | Path, *, progress: bool = True,
           devices: Sequence[Any] | None = None, resume: bool = False,
           max_members_per_call: int | None = None, memory_limit: int | None = None,
@@ -254,149 +290,57 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     `on_report(report)` sees every chunk's report (after it is logged and checkpointed) and
     may end the run there by returning True (`jaxrl sweep` when a pruner stopped every trial);
     such a run's summary has `stopped_at_env_steps` and no final evaluation. `programs`
-    shares compiled programs with earlier runs of the same program (see `population.Population`).
+    shares compiled programs with earlier runs of the same program (see `jaxrl.members.Members`).
     """
     if sweep_lib.split(config.sweep)[1]:
         return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
                                   max_members_per_call=max_members_per_call, memory_limit=memory_limit)
-    built = build(config)
-    lay = sweep_lib.layout(config)
+    built, lay = build(config), sweep_lib.layout(config)
     memory_plan = memory.plan(built.algo, lay.members, devices, memory_limit)
     per_call = members_per_call(config, built, memory_plan, max_members_per_call)
-    require_loggers(config.loggers)
-    if config.eval.video:
-        from jaxrl.experiment.evaluate import check_renderer
-
-        check_renderer(config)
+    _check_before_starting(config, built)
     run_dir = Path(run_dir)
-    if built.host is not None and distributed.process_count() > 1:
-        raise ConfigError(f"host envs ({config.env.id}) train on one machine; run without --distributed")
-    # Several processes (jax.distributed) train one population: all of them checkpoint into
-    # run_dir together; only process 0 writes the rest, the others write into a scratch folder.
-    primary = distributed.is_primary()
-    out_dir = run_dir if primary else distributed.scratch_dir()
-    if not resume and primary:
-        create_run_dir(run_dir)
-        (run_dir / "config.yaml").write_text(dump(config))
-    distributed.barrier("run folder ready")
-    metrics_path, timings = out_dir / "metrics.csv", out_dir / "timings.jsonl"
-    algo, members = built.algo, lay.members
-    checkpointer = Checkpointer(run_dir / "checkpoints", config.checkpoint.keep_last,
-                                config.checkpoint.keep_best)
-    checkpoint_every = _checkpoint_every_chunks(config, built)
-    metrics_writer = MetricsWriter(metrics_path)
-    loggers = make_loggers(config, out_dir) if primary else []
-    for logger in loggers:
-        logger.log_config(config_lib.to_dict(config))
-    if primary:
-        print(f"jaxrl: {memory_plan.describe()}", file=sys.stderr)
-    bar = _Progress(algo.num_updates, progress and primary)
-    last_updates = [0]
-    skips_buffer = algo.replay_field is not None and not config.checkpoint.replay_buffer
-
-    def saved_part(state: Any) -> Any:
-        """The state as checkpointed: without its replay buffer when the config says so."""
-        return state._replace(**{algo.replay_field: None}) if skips_buffer else state
-
-    def restore(pop: population.Population, abstract_state: Any):
-        if not resume:
-            return None
-        restored = checkpointer.restore_latest(saved_part(abstract_state))
-        if restored.state is not None and skips_buffer:  # a fresh, empty buffer refills
-            buffer = buffers.empty_like(getattr(abstract_state, algo.replay_field))
-            restored = restored._replace(state=restored.state._replace(**{algo.replay_field: buffer}))
-        kept = truncate_metrics(metrics_path, restored.step)
-        metrics_writer.columns = kept
-        last_updates[0] = restored.step
-        bar.skip(restored.step)
-        append_jsonl(timings, {"event": "resume", "from_update": restored.step})
-        if between_chunks is not None:
-            between_chunks.episodes_since.update(restored.progress.get("episodes_since", {}))
-        saved_hparams = restored.progress.get("hparams")  # PBT changed them during the run
-        return (restored.state, restored.step,
-                population_ops.hparams_from_json(saved_hparams, algo.default_hparams) if saved_hparams else None)
-
-    def on_start(pop: population.Population) -> None:
-        append_jsonl(timings, {"event": "init", "compile_seconds": round(pop.compile_seconds, 3),
-                               "devices": pop.mesh.size, "members": members,
-                               "padded_members": pop.padded_members, "calls_per_chunk": pop.calls,
-                               "state_bytes": memory_plan.member_bytes * members,
-                               "replay_bytes": memory_plan.replay_bytes * members})
-
-    def on_chunk(report: population.ChunkReport) -> None:
-        raise_if_interrupted()  # a Ctrl-C that Python dropped stops the run here
-        updates = report.updates_done - last_updates[0]
-        last_updates[0] = report.updates_done
-        sps = updates * algo.env_steps_per_update * members / max(report.seconds, 1e-9)
-        metrics_writer.write(_metric_rows(report, lay, sps))
-        split = {} if report.env_seconds is None else {  # host envs: stepping vs device work
-            "env_seconds": round(report.env_seconds, 4),
-            "device_seconds": round(report.seconds - report.env_seconds, 4)}
-        append_jsonl(timings, {
-            "event": "chunk", "chunk": report.chunk, "updates": updates,
-            "env_steps_per_member": report.env_steps, "seconds": round(report.seconds, 4),
-            "sps": round(sps, 1), "eval_seconds": round(report.eval_seconds, 4), **split})
-        bar.update(report, sps, updates)
-        per_seed = dict(report.metrics)
-        if report.eval_returns is not None:
-            per_seed["eval_return"] = report.eval_returns.mean(axis=1)
-        groups = {s.name: lay.members_of(i) for i, s in enumerate(lay.settings)} if lay.swept else None
-        for logger in loggers:
-            logger.log_point(report.env_steps, per_seed, groups)
-
-    def record_best_episode(report: population.ChunkReport, state: Any) -> None:
-        from jaxrl.experiment.evaluate import play_episode, render_episode
-
-        start = time.perf_counter()
-        best = int(np.argmax(report.eval_returns.mean(axis=1)))
-        max_steps = config.eval.max_steps or episode_limit(built.env_params)
-        rows, states = play_episode(config, algo, state, best, max_steps)
-        path = render_episode(config, rows, states,
-                              out_dir / "videos" / f"eval_step{report.env_steps}_seed{best}")
-        append_jsonl(timings, {"event": "video", "path": str(path.relative_to(out_dir)),
-                               "seconds": round(time.perf_counter() - start, 3)})
-
-    def after_chunk(report: population.ChunkReport, state: Any, hparams: Any) -> None:
-        if config.eval.video and report.eval_returns is not None:
-            record_best_episode(report, state)
-        last = report.updates_done >= algo.num_updates
-        if last or (checkpoint_every and (report.chunk + 1) % checkpoint_every == 0):
-            start = time.perf_counter()
-            progress = {"updates_done": report.updates_done, "env_steps": report.env_steps,
-                        "chunk": report.chunk}
-            if config.pbt.enabled:  # hyperparameters are part of the state under PBT
-                progress["hparams"] = population_ops.hparams_to_json(pop.fetch(hparams))
-            if between_chunks is not None:  # episode schedules count from their last application
-                progress["episodes_since"] = dict(between_chunks.episodes_since)
-            checkpointer.save(report.updates_done, saved_part(state), progress, _score(report))
-            append_jsonl(timings, {"event": "checkpoint", "update": report.updates_done,
-                                   "seconds": round(time.perf_counter() - start, 4)})
-
-    start = time.perf_counter()
-    cache_stats = CompileCacheStats()
+    out_dir = _open_run_folder(config, run_dir, resume)
+    record = _RunRecord(config, built, lay, memory_plan, out_dir, progress)
+    checkpoints = _Checkpoints(config, built, run_dir, record)
+    start, cache_stats, pop = time.perf_counter(), CompileCacheStats(), None
     hparams = (sweep_lib.stacked_hparams(config, lay) if lay.swept
-               else population.broadcast_hparams(algo.default_hparams, members))
-    pop = make_population(config, built, devices, per_call, programs)
+               else population.broadcast_hparams(built.algo.default_hparams, lay.members))
     try:
+        pop = make_population(config, built, devices, per_call, programs)
         if built.host is None and max_members_per_call is None:
             pop = fit_to_memory(config, built, pop, hparams, devices, memory_limit, programs)
-        between_chunks = population_ops.make_between_chunks(
-            config, pop, algo.num_updates, built.updates_per_chunk, algo.env_steps_per_update)
-        result = population.run(
-            algo, members, seed=config.seed, updates_per_chunk=built.updates_per_chunk,
-            eval_every_chunks=built.eval_every_chunks, on_chunk=on_chunk, on_start=on_start,
-            restore=restore, after_chunk=after_chunk, between_chunks=between_chunks,
-            hparams=hparams, stop=on_report, population=pop)
+        between = population_ops.make_between_chunks(config, pop, built.algo.num_updates, built.updates_per_chunk,
+                                                     built.algo.env_steps_per_update)
+        run = population.Run(pop, seed=config.seed, hparams=hparams, updates_per_chunk=built.updates_per_chunk,
+                             eval_every_chunks=built.eval_every_chunks)
+        if resume:
+            checkpoints.restore(run, between)
+        run.start()
+        record.started(pop)
+        for report in run:
+            if between is not None:  # population-based training, combiners
+                report = run.between_chunks(between.apply)
+            record.chunk(report)
+            if config.eval.video and report.eval_returns is not None:
+                record.video(report, pop.members.unpad(run.state))
+            checkpoints.save_if_due(report, run, between)
+            if on_report is not None and on_report(report):  # e.g. a sweep whose trials were all pruned
+                break
+        result = run.result()
     finally:
-        cache_stats.close()
-        bar.close()
-        checkpointer.close()
-        for logger in loggers:
-            logger.close()
-    wall = time.perf_counter() - start
-    append_jsonl(timings, {"event": "end", "compile_seconds": round(result.compile_seconds, 3),
-                           "steady_sps": round(result.steady_sps, 1), "wall_seconds": round(wall, 3)})
+        for part in (pop, cache_stats, record, checkpoints):
+            if part is not None:
+                part.close()
+    return _summarise(config, lay, result, time.perf_counter() - start, cache_stats, record, run_dir)
 
+
+def _summarise(config: Config, lay: sweep_lib.Layout, result: population.RunResult, wall: float,
+               cache_stats: CompileCacheStats, record: _RunRecord, run_dir: Path) -> dict[str, Any]:
+    """The run's last timings line, summary.json and plots; returns the summary."""
+    out_dir, algo = record.out_dir, record.built.algo
+    record.event("end", compile_seconds=round(result.compile_seconds, 3),
+                 steady_sps=round(result.steady_sps, 1), wall_seconds=round(wall, 3))
     summary = {
         "env": config.env.id, "algo": config.algo.name, "seeds": config.seeds,
         "total_env_steps_per_seed": algo.num_updates * algo.env_steps_per_update,

@@ -214,7 +214,7 @@ def _open(config: Config, run_dir: Path, trials: int, batch: int, storage: str |
 
     vmappable = sweep_lib.vmappable_keys(ALGOS[config.algo.name], config.env.normalize_reward)
     seed = config.seed if config.search.seed is None else config.search.seed
-    from jaxrl.experiment.train import build
+    from jaxrl.experiment.assemble import build
 
     built = build(config_lib.from_dict(_without_search(config)))
     chunk_steps = built.updates_per_chunk * built.algo.env_steps_per_update

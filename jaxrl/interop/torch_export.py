@@ -367,7 +367,7 @@ def obs_stats_of(env: Any, env_state: Any) -> ObsStats | None:
 def _spaces_env(config: Any, built: Any) -> tuple[Any, Any]:
     """An env with the run's observation and action spaces: the jittable env with the run's
     wrappers, or the stand-in of an env stepped on the host (gymnasium, EnvPool)."""
-    from jaxrl.experiment.train import make_env
+    from jaxrl.experiment.assemble import make_env
 
     host = getattr(built, "host", None)
     if host is None:
@@ -387,8 +387,7 @@ def export_run(run_dir: str | Path, seed_index: int = 0) -> nn.Module:
 
     run_dir = Path(run_dir)
     config, built, pop, restored = load_run(run_dir, seed_index=seed_index)
-    if hasattr(pop, "close"):  # nothing runs on it; a host-env population may hold workers
-        pop.close()
+    pop.close()  # nothing runs on it; a host-env population may hold workers
     member = lambda tree: jax.tree.map(lambda x: np.asarray(x)[seed_index], tree)  # noqa: E731
     env, env_params = _spaces_env(config, built)
     network = build_network(config, env, env_params)

@@ -1,0 +1,150 @@
+"""Assembling a run from a config, apart from the commands that run it (`jaxrl train`,
+`eval`, `sweep`, `export`): the env, the algorithm, its evaluator and chunking (`build`), and
+the population driver sized to the devices' memory (`members_per_call`, `make_population`,
+`fit_to_memory`). Nothing here trains or writes a run folder.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, NamedTuple, Sequence
+
+from jaxrl import distributed, memory, population
+from jaxrl import sweep as sweep_lib
+from jaxrl.algos import REGISTRY as ALGOS
+from jaxrl.algos.base import Algorithm
+from jaxrl.config import Config
+from jaxrl.envs import make_vec, registered_ids
+from jaxrl.envs.host import HostEnvError, HostEnvSpec, JaxStandIn, host_spec, open_host_env, resolve_backend
+from jaxrl.errors import ConfigError
+from jaxrl.evaluation import episode_limit, make_evaluator
+from jaxrl.experiment import population_ops
+
+
+class Built(NamedTuple):
+    """What `build` assembles from a config: nothing compiled or running yet."""
+
+    algo: Algorithm
+    env_params: Any
+    evaluator: Any  # None for host envs: `HostPopulation` evaluates on its own envs
+    updates_per_chunk: int
+    eval_every_chunks: int
+    host: HostEnvSpec | None = None  # set when the env is stepped on the host
+
+
+def make_env(config: Config, num_envs: int, update_stats: bool = True,
+             group_size: int = 1) -> tuple[Any, Any]:
+    """The vectorised env with the wrappers `config.env` asks for."""
+    return make_vec(config.env.id, num_envs, normalize_obs=config.env.normalize_obs,
+                    normalize_reward=config.env.normalize_reward, gamma=config.algo.gamma,
+                    update_stats=update_stats, env_kwargs=config.env.kwargs, group_size=group_size)
+
+
+def _host_spec(config: Config, backend: str) -> HostEnvSpec:
+    """The host env's spec, after refusing what the host path does not do."""
+    for wrapper in ("normalize_obs", "normalize_reward"):
+        if getattr(config.env, wrapper):
+            raise ConfigError(f"env.{wrapper} is not available for host envs ({config.env.id} runs "
+                              f"on the {backend} backend); set env.{wrapper}: false")
+    try:
+        return host_spec(config.env.id, backend, config.env.kwargs)
+    except HostEnvError as error:
+        if config.env.backend == "auto" and str(error).startswith("unknown"):
+            raise HostEnvError(f"unknown env id {config.env.id!r}: neither jaxrl/gymnax (`jaxrl envs` "
+                               f"lists them) nor gymnasium knows it. {error}") from None
+        raise
+
+
+def build(config: Config) -> Built:
+    """The algorithm, evaluator and chunking that `config` describes (nothing runs yet)."""
+    if ":" in config.combine.strategy:  # a custom combiner that cannot be imported is refused now
+        population_ops.load_combiner(config.combine.strategy)
+    group = getattr(config.algo, "group_size", 1)  # GRPO: G rollouts from each start state
+    backend = resolve_backend(config.env.id, config.env.backend, registered_ids())
+    spec, evaluator = None, None
+    if backend == "jax":
+        env, env_params = make_env(config, config.env.num_envs * group, group_size=group)
+    else:
+        spec = _host_spec(config, backend)
+        env = JaxStandIn(spec, config.env.num_envs * group, group)
+        env_params = env.default_params
+    algo = ALGOS[config.algo.name].make(config.algo, env, env_params, config.total_env_steps)
+    if backend == "jax":
+        eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
+        max_steps = config.eval.max_steps or episode_limit(env_params)
+        evaluator = make_evaluator(algo, eval_env, env_params, max_steps, config.eval.deterministic)
+    updates_per_chunk = max(1, config.log_every_env_steps // algo.env_steps_per_update)
+    chunk_steps = updates_per_chunk * algo.env_steps_per_update
+    eval_every = math.ceil(config.eval.every_env_steps / chunk_steps) if config.eval.every_env_steps else 0
+    return Built(algo, env_params, evaluator, updates_per_chunk, eval_every, spec)
+
+
+def make_population(config: Config, built: Built, devices: Sequence[Any] | None = None,
+                    max_members_per_call: int | None = None,
+                    programs: dict | None = None) -> population.Driver:
+    """The population driver for `built` (every setting x seed of the config's sweep):
+    compiled env steps, or host envs in workers. `programs`: see `jaxrl.members.Members`."""
+    lay = sweep_lib.layout(config)
+    data_parallel = config.combine.strategy == "data_parallel"
+    if built.host is None:
+        return population.Population(built.algo, lay.members, devices=devices, evaluator=built.evaluator,
+                                     max_members_per_call=max_members_per_call, seed_index=lay.seed_index,
+                                     data_parallel=data_parallel, programs=programs)
+    from jaxrl.host_loop import HostPopulation
+
+    spec = built.host
+
+    def open_env(num_envs: int) -> Any:
+        return open_host_env(spec, num_envs, num_workers=config.env.num_workers,
+                             timeout=config.env.step_timeout, seed=config.seed)
+
+    return HostPopulation(
+        built.algo, lay.members, seed_index=lay.seed_index, open_env=open_env, observation_space=spec.observation_space,
+        envs_per_member=config.env.num_envs * getattr(config.algo, "group_size", 1),
+        seed=config.seed, eval_episodes=config.eval.episodes,
+        eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
+        deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel,
+        programs=programs)
+
+
+def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPlan,
+                     requested: int | None) -> int | None:
+    """How many members one compiled call may hold: `requested` (--max-population-chunk), or
+    as many as fit in memory, or None when the whole population fits."""
+    if built.host is not None:  # host envs: the population is one call; refuse what cannot fit
+        memory.check(memory_plan)
+        return requested
+    if requested is not None:
+        return requested
+    fitting = memory.fitting_members(memory_plan, memory.host_free_bytes())
+    if fitting is None:
+        return None
+    print(f"jaxrl: {memory_plan.describe()}: too much for one program, so the population runs "
+          f"in sub-populations of at most {fitting} members, one after another "
+          f"(--max-population-chunk overrides)", file=sys.stderr)
+    return fitting
+
+
+def fit_to_memory(config: Config, built: Built, pop: population.Population, hparams: Any,
+                  devices: Sequence[Any] | None, memory_limit: int | None,
+                  programs: dict | None = None) -> population.Population:
+    """Checks the compiled program's own memory needs (rollouts and temporaries included)
+    against the devices' memory before anything runs; when a call is too big, the population
+    is rebuilt as sub-populations that fit (one more compile)."""
+    import jax
+
+    members = pop.members
+    needed = pop.program_bytes(members.place(hparams))
+    device_bytes = memory.per_device_bytes(devices if devices is not None else jax.devices(), memory_limit)
+    if needed is None or device_bytes is None:
+        return pop
+    per_call = memory.fitting_per_call(needed, members.members_per_call, members.mesh.size, device_bytes)
+    if per_call is None:
+        return pop
+    if distributed.is_primary():
+        print(f"jaxrl: one training call of {members.members_per_call} members needs "
+              f"{needed / 2**20:.1f} MiB per device (rollouts included), more than the "
+              f"{device_bytes / 2**20:.1f} MiB free; running sub-populations of at most {per_call} members "
+              f"one after another (--max-population-chunk overrides)", file=sys.stderr)
+    return make_population(config, built, devices, per_call, programs)
