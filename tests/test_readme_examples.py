@@ -13,6 +13,11 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 # What each example must achieve, checked after its own code has run.
 CHECKS = {
+    "adapters": "import jax\n"
+                "obs, state = env.reset(jax.random.PRNGKey(0), env_params)\n"
+                "assert obs.shape == (8, 1)\n"
+                "again, _ = envs.make_vec('LineWalk-v0', 4)\n"
+                "assert again.num_envs == 4",
     "custom_env": "import numpy as np\n"
                   "assert np.all(np.abs(result.reports[-1].metrics['episode_length'] - 3) < 0.1)",
     "custom_algo": "import numpy as np\n"
