@@ -556,3 +556,25 @@ def test_masked_add_under_vmap_over_a_population():
         model = RingModel(capacity)
         model.add([1 + offset, 2 + offset, 3 + offset], masks[member], 1.0)
         check_against_model(jax.tree.map(lambda x: x[member], states), model)
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_td_target_matches_numpy(double):
+    """dqn.td_target against the textbook target: r + discount x Q_target(s', a*), a* the
+    argmax of Q_target (DQN) or of the online Q (double DQN), from the networks' own outputs."""
+    from jaxrl.algos import dqn
+
+    config = dqn.Config(double=double, network=NetworkConfig(hidden_sizes=(8,)))
+    network = QNetwork(config.network, 3)
+    online = network.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))
+    target = network.init(jax.random.PRNGKey(1), jnp.zeros((1, 4)))
+    rng = np.random.default_rng(0)
+    next_obs = rng.normal(size=(5, 4)).astype(np.float32)
+    reward = rng.normal(size=5).astype(np.float32)
+    discount = np.array([0.99, 0.0, 0.98, 0.99, 0.5], np.float32)
+    batch = dqn.Transition(next_obs, np.zeros(5, np.int32), reward, discount, next_obs)
+    got = dqn.td_target(network, config, online, target, batch, jax.random.PRNGKey(2), jax.random.PRNGKey(3))
+    q_target = np.asarray(network.apply(target, next_obs).q_values)
+    chooser = np.asarray(network.apply(online, next_obs).q_values) if double else q_target
+    expected = reward + discount * q_target[np.arange(5), chooser.argmax(axis=1)]
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)

@@ -10,8 +10,8 @@ target computation in `loss_fn`.
 
 Read top to bottom: config -> `Plan` (the run's static step counts) -> state -> acting
 (`policy`, one step's epsilon-greedy or noisy decision) -> `store` (n-step transitions into
-the replay buffer) -> `td_loss` -> `learn` (store, gradient steps, target update) -> `make`,
-which binds them to an env and a network into an `Algorithm`. `jaxrl.rollout` drives
+the replay buffer) -> `td_target` -> `td_loss` -> `learn` (store, gradient steps, target
+update) -> `make`, which binds them to an env and a network into an `Algorithm`. `jaxrl.rollout` drives
 `policy` and `learn` on jittable envs, `jaxrl.host_loop` on host envs. Any flax module whose
 `apply(params, obs, rngs={"noise": key})` returns `QOutput(q_values, logits)` (logits
 [..., actions, atoms] for C51) may stand in for the default `QNetwork`.
@@ -343,25 +343,33 @@ def sample(config: Config, buffer: buffers.ReplayState, key: chex.PRNGKey, beta:
 
 
 # ---- learning -----------------------------------------------------------------------------
-def td_loss(network: nn.Module, config: Config, params: Any, target_params: Any, batch: Transition,
-            weights: chex.Array, key: chex.PRNGKey) -> tuple[chex.Array, tuple[chex.Array, Metrics]]:
-    """Importance-weighted TD loss (C51: cross-entropy to the projected target); also the
-    per-item source of new priorities (|delta| or the cross-entropy) and metrics."""
-    online_key, target_key, select_key = jax.random.split(key, 3)
+def td_target(network: nn.Module, config: Config, params: Any, target_params: Any, batch: Transition,
+              target_key: chex.PRNGKey, select_key: chex.PRNGKey) -> chex.Array:
+    """The bootstrapped target of each transition, no gradient: reward + discount x Q_target
+    at the next action (chosen by the online network when `double`); C51: that target
+    distribution projected onto the support."""
     q = functools.partial(q_output, network, config)
-    online = q(params, batch.obs, online_key)
     next_target = q(target_params, batch.next_obs, target_key)
     selector = q(params, batch.next_obs, select_key) if config.double else next_target
     next_action = jnp.argmax(jax.lax.stop_gradient(selector.q_values), axis=-1)
     if config.distributional:
         next_probs = jax.nn.softmax(take(next_target.logits, next_action))
-        target = jax.lax.stop_gradient(
+        return jax.lax.stop_gradient(
             categorical_projection(next_probs, batch.reward, batch.discount, support(config)))
+    return jax.lax.stop_gradient(batch.reward + batch.discount * take(next_target.q_values, next_action))
+
+
+def td_loss(network: nn.Module, config: Config, params: Any, target_params: Any, batch: Transition,
+            weights: chex.Array, key: chex.PRNGKey) -> tuple[chex.Array, tuple[chex.Array, Metrics]]:
+    """Importance-weighted TD loss (C51: cross-entropy to the projected target); also the
+    per-item source of new priorities (|delta| or the cross-entropy) and metrics."""
+    online_key, target_key, select_key = jax.random.split(key, 3)
+    online = q_output(network, config, params, batch.obs, online_key)
+    target = td_target(network, config, params, target_params, batch, target_key, select_key)
+    if config.distributional:
         per_item = -jnp.sum(target * jax.nn.log_softmax(take(online.logits, batch.action)), axis=-1)
         priority_source = per_item
     else:
-        next_q = take(next_target.q_values, next_action)
-        target = jax.lax.stop_gradient(batch.reward + batch.discount * next_q)
         td_error = take(online.q_values, batch.action) - target
         per_item = huber_loss(td_error) if config.loss == "huber" else jnp.square(td_error)
         priority_source = td_error
