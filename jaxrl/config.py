@@ -7,13 +7,16 @@ names the key, the bad value and the fix. Types come from the dataclass annotati
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import yaml
 
 from jaxrl import sweep_spec
@@ -249,6 +252,15 @@ class Config:
         for key in ("total_env_steps", "seeds", "log_every_env_steps"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        for key, high in LIMITS.items():
+            _bounded(_read(self, key), 0, high, key)
+
+
+# Upper bounds past which a value cannot be meant and would overflow or exhaust memory
+# (e.g. eval.episodes sizes arrays; a seed beyond 32 bits would wrap onto another seed's key).
+LIMITS = {"seed": 2**32 - 1, "seeds": 2**20, "total_env_steps": 10**13, "log_every_env_steps": 10**13,
+          "eval.episodes": 10**6, "eval.max_steps": 10**8, "eval.every_env_steps": 10**13,
+          "checkpoint.every_env_steps": 10**13, "checkpoint.keep_last": 10**4}
 
 
 def _type_name(tp: Any) -> str:
@@ -273,34 +285,64 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ConfigError(errors[0])
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {_shown(value)}")
         (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
         return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping, got {_shown(value)}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
+        raise ConfigError(f"{key} must be true or false, got {_shown(value)}")
     if tp is int:
         number = _number(value)
-        if number is not None and float(number).is_integer() and not isinstance(value, bool):
-            return int(number)
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
+        if number is not None and math.isfinite(number) and float(number).is_integer() \
+                and not isinstance(value, bool):
+            return _bounded(int(number), -MAX_INT, MAX_INT, key)
+        raise ConfigError(f"{key} must be an integer, got {_shown(value)}")
     if tp is float:
         number = _number(value)
-        if number is not None and not isinstance(value, bool):
-            return float(number)
-        raise ConfigError(f"{key} must be a number, got {value!r}")
+        if number is None or isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {_shown(value)}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number, got {_shown(value)}")
+        return float(_bounded(number, -MAX_FLOAT, MAX_FLOAT, key))
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key} must be a string, got {value!r}")
+        raise ConfigError(f"{key} must be a string, got {_shown(value)}")
     raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+# Every float reaches the device as float32 and every count an int64 at most: a value beyond
+# them would silently become inf or wrap, so it is refused where it is read.
+MAX_FLOAT = float(np.finfo(np.float32).max)
+MAX_INT = 2**62
+
+
+def _bounded(number: float | int, low: float | int, high: float | int, key: str) -> float | int:
+    """`number` if it lies in [low, high], else a ConfigError naming the range."""
+    if not low <= number <= high:
+        raise ConfigError(f"{key}={_figure(number)} is out of range; it must lie in "
+                          f"[{_figure(low)}, {_figure(high)}]")
+    return number
+
+
+def _figure(number: float | int) -> str:
+    """A number as an error shows it: whole numbers in full up to 15 digits, else `%g`."""
+    if isinstance(number, int) and abs(number) < 10**15:
+        return str(number)
+    return f"{number:g}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as an error message shows it: its repr, cut short (a config may hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _number(value: Any) -> float | int | None:
@@ -321,14 +363,15 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'the config'} must be a mapping of keys, got {data!r}")
+        raise ConfigError(f"{prefix or 'the config'} must be a mapping of keys, got {_shown(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in data:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean {where}{close[0]}?" if close else ""
-            raise ConfigError(f"unknown config key {where}{key}{hint} "
+            shown = key if isinstance(key, str) and key.isprintable() and len(key) <= 60 else _shown(key)
+            raise ConfigError(f"unknown config key {where}{shown}{hint} "
                               f"(known: {', '.join(sorted(fields))})")
     kwargs = {key: _coerce(value, hints[key], f"{where}{key}") for key, value in data.items()}
     try:
@@ -388,6 +431,8 @@ def from_dict(data: dict) -> Config:
                 for s in sweep_spec.listed(config.sweep)]
     checked = {**vmapped, sweep_spec.STATIC: static, **({sweep_spec.SETTINGS: settings} if settings else {})}
     sweep_spec.check(checked, sweep_spec.vmappable_keys(ALGOS[config.algo.name], config.env.normalize_reward))
+    members = config.seeds * (len(settings) or math.prod(len(values) for values in vmapped.values()))
+    _bounded(members, 1, LIMITS["seeds"], f"seeds x the sweep's {members // config.seeds:,} settings (members)")
     return dataclasses.replace(config, sweep={**vmapped, **({sweep_spec.SETTINGS: settings} if settings else {}),
                                               **({sweep_spec.STATIC: static} if static else {})})
 
@@ -439,7 +484,7 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
         if not all(keys):
             raise ConfigError(f"override {item!r} has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = parse_yaml(raw, f"override {path.strip()}") if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = data
@@ -462,15 +507,78 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+# A config is a few kilobytes; these bounds keep a hostile or broken file (an alias "billion
+# laughs", a deeply nested list, a multi-gigabyte file) from exhausting memory before it is read.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # after expanding aliases
+MAX_YAML_DEPTH = 32
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """`yaml.safe_load` bounded in size and depth after alias expansion, counted on the
+    composed node graph (aliases share nodes there, so counting costs no expansion)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {}, 0, where)
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"{where} expands to {size:,} YAML values (through its &anchors/*aliases), more "
+                              f"than the {MAX_YAML_NODES:,} a config may hold; write the values out")
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(f"{where} is nested too deeply (at most {MAX_YAML_DEPTH} levels)") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], depth: int, where: str) -> int:
+    """How many values `node` holds once its aliases are expanded (memoised per node)."""
+    if depth > MAX_YAML_DEPTH:
+        raise ConfigError(f"{where} is nested too deeply (more than {MAX_YAML_DEPTH} levels, or an "
+                          f"alias that contains itself)")
+    if id(node) not in sizes:
+        children = (node.value if isinstance(node, yaml.SequenceNode) else
+                    [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else [])
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes, depth + 1, where) for child in children)
+    return sizes[id(node)]
+
+
+def _config_text(path: Path) -> str:
+    """A config file's text: UTF-8 (or UTF-16/32 with a byte-order mark), at most
+    MAX_CONFIG_BYTES; anything else is a ConfigError naming the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is {size:,} bytes; a config is at most "
+                              f"{MAX_CONFIG_BYTES:,} bytes of YAML (is it the right file?)")
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    boms = {codecs.BOM_UTF32_LE: "utf-32", codecs.BOM_UTF32_BE: "utf-32", codecs.BOM_UTF8: "utf-8-sig",
+            codecs.BOM_UTF16_LE: "utf-16", codecs.BOM_UTF16_BE: "utf-16"}
+    encoding = next((name for bom, name in boms.items() if raw.startswith(bom)), "utf-8")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        text = None
+    if text is None or any(ch in text for ch in "\x00\ufffe\uffff"):
+        raise ConfigError(f"config file {path} is not YAML text (binary, or an encoding other than "
+                          f"UTF-8); save it as UTF-8 YAML")
+    return text
+
+
 def read_yaml(path: str | Path) -> dict:
     """Parses a config file, with errors that name the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(_config_text(path), f"config file {path}")
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}".splitlines()[0]) from None
+        reason = " ".join(str(error).split())[:300]
+        raise ConfigError(f"config file {path} is not valid YAML: {reason}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

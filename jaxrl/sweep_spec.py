@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -19,6 +20,11 @@ from jaxrl.errors import ConfigError
 STATIC = "static"
 SETTINGS = "settings"
 RANGE_KEYS = {"low", "high", "num", "log"}
+# Every combination of a grid trains at once, seeds times over, so a few bytes of config could
+# otherwise ask for billions of members: a range holds at most this many values, a grid
+# (or the static programs) at most MAX_SETTINGS combinations, counted before any is built.
+MAX_RANGE_VALUES = 4096
+MAX_SETTINGS = 65536
 
 
 class Setting(NamedTuple):
@@ -48,6 +54,12 @@ def expand(key: str, spec: Any) -> list[Any]:
         if low is None or high is None or not isinstance(num, int) or isinstance(num, bool) or num < 1:
             raise ConfigError(f"sweep.{key}: low and high must be numbers and num a positive "
                               f"integer, got {spec}")
+        if num > MAX_RANGE_VALUES:
+            raise ConfigError(f"sweep.{key}: num={num} values is more than the {MAX_RANGE_VALUES} a range "
+                              f"may hold; a population trains every combination at once")
+        if not (low < high or (low == high and num == 1)):
+            raise ConfigError(f"sweep.{key}: the range is empty or inverted (low {low:g} must be below "
+                              f"high {high:g}); swap them")
         if spec.get("log"):
             if low <= 0 or high <= 0:
                 raise ConfigError(f"sweep.{key}: a log range needs positive low and high, got {spec}")
@@ -55,7 +67,10 @@ def expand(key: str, spec: Any) -> list[Any]:
         return [float(v) for v in np.linspace(low, high, num)]
     if not isinstance(spec, list) or not spec:
         raise ConfigError(f"sweep.{key} must be a non-empty list of values or a range "
-                          f"{{low, high, num}}, got {spec!r}")
+                          f"{{low, high, num}}, got {spec!r}"[:300])
+    if len(spec) > MAX_RANGE_VALUES:
+        raise ConfigError(f"sweep.{key}: {len(spec)} values is more than the {MAX_RANGE_VALUES} a sweep "
+                          f"key may take")
     return list(spec)
 
 
@@ -96,7 +111,14 @@ def split(sweep: dict) -> tuple[dict[str, list], dict[str, list]]:
     if not isinstance(static, dict):
         raise ConfigError(f"sweep.static must be a mapping of dotted keys to lists, got {static!r}")
     vmapped = {k: expand(k, v) for k, v in sweep.items() if k not in (STATIC, SETTINGS)}
-    return vmapped, {k: expand(f"static.{k}", v) for k, v in static.items()}
+    static = {k: expand(f"static.{k}", v) for k, v in static.items()}
+    for name, entries in (("sweep", vmapped), ("sweep.static", static)):
+        count = math.prod(len(values) for values in entries.values())
+        if count > MAX_SETTINGS:
+            raise ConfigError(f"{name}: the grid has {count:,} combinations ({' x '.join(str(len(v)) for v in entries.values())}), "
+                              f"more than the {MAX_SETTINGS:,} allowed; sweep fewer values or list chosen "
+                              f"combinations under sweep.settings:")
+    return vmapped, static
 
 
 def listed(sweep: dict) -> list[Setting]:

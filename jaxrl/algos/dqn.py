@@ -129,6 +129,9 @@ class Config:
              f"algo.buffer_size={self.buffer_size} is smaller than algo.batch_size={self.batch_size}; "
              f"the buffer must hold at least one batch"),
             (self.learning_starts >= 0, f"algo.learning_starts must be >= 0, got {self.learning_starts}"),
+            (self.learning_starts <= self.buffer_size,
+             f"algo.learning_starts={self.learning_starts} is above algo.buffer_size={self.buffer_size}: the "
+             f"buffer can never hold that many transitions; lower learning_starts or raise buffer_size"),
             (self.rollout_steps >= 1, f"algo.rollout_steps must be at least 1, got {self.rollout_steps}"),
             (self.replay_ratio > 0, f"algo.replay_ratio must be positive, got {self.replay_ratio}"),
             (self.target_update_every >= 1,
