@@ -174,9 +174,13 @@ def test_a_venv_counts_as_complete_only_with_its_marker(tmp_path):
     python.parent.mkdir(parents=True)
     python.write_text("")
     assert not peers.venv_complete(folder, ["rejax==0.1.3"])
-    (folder / "jaxrl-complete.json").write_text(json.dumps(["rejax==0.1.3"]))
+    (folder / "jaxrl-complete.json").write_text(json.dumps(peers.venv_marker(["rejax==0.1.3"])))
     assert peers.venv_complete(folder, ["rejax==0.1.3"])
     assert not peers.venv_complete(folder, ["rejax==0.1.3", "jax==9"])
+    # made by an install of jaxrl whose site-packages are gone: it would see no JAX
+    stale = {"requirements": ["rejax==0.1.3"], "parent": [str(tmp_path / "deleted" / "site-packages")]}
+    (folder / "jaxrl-complete.json").write_text(json.dumps(stale))
+    assert not peers.venv_complete(folder, ["rejax==0.1.3"])
 
 
 RATIO = re.compile(r"^(\d+\.\d+)×")

@@ -61,7 +61,7 @@ def test_dqn_closes_its_open_n_step_windows_after_resets_it_did_not_see():
     a truncation, bootstrapping from its own next observation), so no n-step return joins
     the step before the interruption to an episode after it."""
     config = host_config("configs/dqn_lunarlander.yaml", "algo.n_steps=3", "algo.buffer_size=512",
-                         "algo.batch_size=32", "env.num_envs=2")
+                         "algo.learning_starts=256", "algo.batch_size=32", "env.num_envs=2")
     algo = build(config).algo
     state = algo.init(jax.random.PRNGKey(0), algo.default_hparams)
     assert not np.asarray(state.recent.truncated).any()

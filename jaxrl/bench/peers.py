@@ -367,11 +367,18 @@ def venv_python(folder: Path) -> Path:
     return folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def venv_marker(requirements: Sequence[str]) -> dict[str, list[str]]:
+    """What a finished environment records: its requirements and the parent site-packages it
+    sees (an environment made by another, since deleted, install of jaxrl sees no JAX at all)."""
+    return {"requirements": list(requirements), "parent": list(site.getsitepackages())}
+
+
 def venv_complete(folder: Path, requirements: Sequence[str]) -> bool:
-    """True when `folder` holds a finished install of exactly `requirements` (its marker says so)."""
+    """True when `folder` holds a finished install of exactly `requirements` that sees this
+    environment's packages (its marker says so)."""
     marker = folder / "jaxrl-complete.json"
     try:
-        return venv_python(folder).exists() and json.loads(marker.read_text()) == list(requirements)
+        return venv_python(folder).exists() and json.loads(marker.read_text()) == venv_marker(requirements)
     except (OSError, ValueError):
         return False
 
@@ -423,7 +430,7 @@ def install_venv(folder: Path, requirements: Sequence[str], timeout: float) -> t
             tail = [line for line in (done.stderr or done.stdout).splitlines()
                     if line.strip() and not line.startswith("WARNING: Location")][-2:]
             return None, f"rejax environment: `{' '.join(command[2:4])}` failed: " + " | ".join(tail)
-    (folder / "jaxrl-complete.json").write_text(json.dumps(list(requirements)))
+    (folder / "jaxrl-complete.json").write_text(json.dumps(venv_marker(requirements)))
     common.progress(f"rejax environment ready ({time.perf_counter() - start:.0f} s)")
     return venv_python(folder), None
 
