@@ -200,38 +200,28 @@ def _train(args: argparse.Namespace) -> int:
         distributed.initialize(*by_hand, timeout=args.distributed_timeout)
     from jaxrl import config as config_lib
     from jaxrl.experiment.run_dir import default_run_dir
-    from jaxrl.experiment.train import format_summary, interrupted, resume_config, train
+    from jaxrl.experiment.train import format_summary, lock_run_folder, open_run, train
 
     if args.resume:
         if args.config or args.run_dir:
             raise ConfigError("--resume RUN_DIR takes the config from the run folder; "
                               "give neither a config file nor --run-dir with it")
-        run_dir, resume = Path(args.resume), True
-        config = resume_config(run_dir, overrides)
+        run_dir, requested = Path(args.resume), None
     else:
         if not args.config:
             raise ConfigError("jaxrl train needs a config: a YAML file or a shipped name such as "
                               "ppo_cartpole (or --resume RUN_DIR)")
-        config = config_lib.load(args.config, overrides)
+        requested = config_lib.load(args.config, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
-        resume = interrupted(run_dir)
-        if resume:  # the same command again after an interruption continues the run
-            resume_config(run_dir, requested=config)
-            print(f"jaxrl: resuming the interrupted run in {run_dir}", file=sys.stderr)
-    _enable_compilation_cache(args.compilation_cache)
-    import jax
-
-    if args.devices and args.devices > jax.device_count():
-        from jaxrl.errors import ConfigError
-
-        raise ConfigError(f"--devices {args.devices} asks for more devices than the "
-                          f"{jax.device_count()} {jax.default_backend()} device(s) found")
     if args.max_population_chunk is not None and args.max_population_chunk < 1:
         raise ConfigError(f"--max-population-chunk must be at least 1, got {args.max_population_chunk}")
-    devices = jax.devices()[: args.devices] if args.devices else None
-    summary = train(config, run_dir, progress=not args.no_progress, devices=devices, resume=resume,
-                    max_members_per_call=args.max_population_chunk,
-                    memory_limit=parse_size(args.memory_limit) if args.memory_limit else None)
+    memory_limit = parse_size(args.memory_limit) if args.memory_limit else None
+    _enable_compilation_cache(args.compilation_cache)
+    devices = _devices(args.devices)
+    with lock_run_folder(run_dir):  # a second process on this folder is refused from here on
+        config, resume = open_run(run_dir, requested, overrides, resume=bool(args.resume))
+        summary = train(config, run_dir, progress=not args.no_progress, devices=devices, resume=resume,
+                        max_members_per_call=args.max_population_chunk, memory_limit=memory_limit)
     print(format_summary(summary))
     return 0
 
@@ -244,8 +234,10 @@ def _devices(count: int | None) -> list | None:
 
     if count is None:
         return None
-    if not 1 <= count <= jax.device_count():
-        raise ConfigError(f"--devices {count} must lie between 1 and the {jax.device_count()} "
+    if count < 1:
+        raise ConfigError(f"--devices must be at least 1, got {count}")
+    if count > jax.device_count():
+        raise ConfigError(f"--devices {count} asks for more devices than the {jax.device_count()} "
                           f"{jax.default_backend()} device(s) found")
     return jax.devices()[:count]
 
@@ -373,10 +365,11 @@ def main(argv: list[str] | None = None) -> int:
         return {"train": _train, "sweep": _sweep, "eval": _eval, "plot": _plot, "export": _export,
                 "bench": _bench, "envs": lambda _: _envs()}[args.command](args)
     except JaxrlError as error:
-        print(f"jaxrl: error: {error}", file=sys.stderr)
+        print(f"jaxrl: error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, always
         return 2
     except KeyboardInterrupt:
-        print("jaxrl: interrupted; the run folder keeps what was logged so far", file=sys.stderr)
+        print("jaxrl: interrupted; a run continues from its last checkpoint when given the same command "
+              "again (or jaxrl train --resume RUN_DIR)", file=sys.stderr)
         return 130
 
 

@@ -648,9 +648,10 @@ RESUMABLE_CHANGES = ("eval.", "checkpoint.", "loggers", "wandb.", "env.num_worke
 FIXED_ON_RESUME = ("checkpoint.replay_buffer",)  # decides what the saved checkpoints hold
 
 
-def state_breaking_changes(saved: Config, requested: Config) -> list[str]:
-    """Keys whose values differ between two configs in a way a saved state cannot follow."""
-    old, new = flatten(to_dict(saved)), flatten(to_dict(requested))
+def state_breaking_changes(saved: Config | dict, requested: Config | dict) -> list[str]:
+    """Keys whose values differ between two configs (or their `to_dict` forms) in a way a
+    saved state cannot follow."""
+    old, new = (flatten(c if isinstance(c, dict) else to_dict(c)) for c in (saved, requested))
     return sorted(f"{key} ({old.get(key)!r} -> {new.get(key)!r})"
                   for key in set(old) | set(new)
                   if old.get(key) != new.get(key)

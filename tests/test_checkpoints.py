@@ -19,7 +19,7 @@ from jaxrl import config as config_lib
 from jaxrl import population
 from jaxrl.experiment import build
 from jaxrl.experiment.checkpoints import Checkpointer
-from jaxrl.experiment.run_dir import read_metrics
+from jaxrl.experiment.run_dir import LOCK_NAME, read_metrics
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -60,6 +60,13 @@ def final_state(run_dir: Path):
         return checkpointer.restore_latest(abstract)
     finally:
         checkpointer.close()
+
+
+def listing(folder: Path, read: bool = False) -> dict[str, bytes | None]:
+    """The folder's paths (and with `read`, each file's bytes): what "unchanged" means. The lock
+    file a killed run left is not part of it (the next process removes it when it ends)."""
+    return {str(p.relative_to(folder)): p.read_bytes() if read and p.is_file() else None
+            for p in sorted(folder.rglob("*")) if p.name != LOCK_NAME}
 
 
 def metric_rows(run_dir: Path) -> list[dict]:
@@ -103,6 +110,7 @@ def test_killed_run_resumes_bitwise_identical(runs):
     assert sa["final_eval"]["per_seed"] == sb["final_eval"]["per_seed"]
     events = [json.loads(line)["event"] for line in (killed / "timings.jsonl").read_text().splitlines()]
     assert "resume" in events
+    assert len(steps_saved(killed)) <= 3  # keep_last 2 plus the best: none kept from before the kill
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_previous(runs, tmp_path):
@@ -140,12 +148,12 @@ def test_same_command_again_resumes_automatically(runs, tmp_path):
 ])
 def test_changed_config_refuses_to_resume(runs, overrides, words):
     _, _, untouched = runs
-    before = sorted(p.relative_to(untouched) for p in untouched.rglob("*"))
+    before = listing(untouched)
     done = run_cli("train", "--resume", str(untouched), *overrides)
     assert done.returncode == 2
     assert "cannot resume" in done.stderr and words in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    assert sorted(p.relative_to(untouched) for p in untouched.rglob("*")) == before
+    assert listing(untouched) == before
 
 
 def test_resume_errors_are_clear(tmp_path, runs):
@@ -155,6 +163,69 @@ def test_resume_errors_are_clear(tmp_path, runs):
     for folder, words in [(not_a_run, "is not a jaxrl run folder"), (whole, "already finished")]:
         done = run_cli("train", "--resume", str(folder), timeout=120)
         assert done.returncode == 2 and words in done.stderr, done.stderr
+
+
+def test_an_edited_config_yaml_is_a_config_error_and_moves_no_checkpoint(runs, tmp_path):
+    """Editing the run's own config.yaml is not corruption: resume refuses in one line, every
+    checkpoint stays where it is, and putting the file back makes them restore again."""
+    _, _, untouched = runs
+    run_dir = tmp_path / "edited"
+    shutil.copytree(untouched, run_dir)
+    original = (run_dir / "config.yaml").read_text()
+    edited = config_lib.load(run_dir / "config.yaml", ["algo.network.hidden_sizes=[32]"])
+    (run_dir / "config.yaml").write_text(config_lib.dump(edited))
+    before = listing(run_dir, read=True)
+    done = run_cli("train", "--resume", str(run_dir), timeout=200)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "was written by another config" in done.stderr and "hidden_sizes ([64, 64] -> [32])" in done.stderr
+    assert listing(run_dir, read=True) == before
+    (run_dir / "config.yaml").write_text(original)
+    assert final_state(run_dir).step == steps_saved(untouched)[-1]
+
+
+def test_a_damaged_checkpoint_costs_one_line_not_pages_of_logs(runs, tmp_path):
+    _, _, untouched = runs
+    run_dir = tmp_path / "damaged"
+    shutil.copytree(untouched, run_dir)
+    for step in steps_saved(run_dir):
+        for data in [p for p in (run_dir / "checkpoints" / str(step)).rglob("*") if p.parent.name == "d"]:
+            data.write_bytes(b"\0" * 7)
+    before = listing(run_dir)
+    done = run_cli("train", "--resume", str(run_dir), timeout=200)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("jaxrl: error:")]
+    assert len(errors) == 1 and "nothing was moved" in errors[0], done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 1 + 2 * len(steps_saved(run_dir)), done.stderr  # a warning each
+    assert listing(run_dir) == before
+
+
+def test_a_second_process_is_refused_and_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path):
+    """Two `jaxrl train` on one folder: the second is refused at once, naming the first, and
+    writes nothing. Ctrl-C before the first checkpoint leaves nothing to resume: the same
+    command again starts the run over."""
+    run_dir = tmp_path / "run"
+    args = [*RUN, "total_env_steps=8192", "checkpoint.every_env_steps=0", "--run-dir", str(run_dir)]
+    first = subprocess.Popen(command("train", *args), cwd=ROOT, env=env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run_dir / "config.yaml").exists():
+            time.sleep(0.05)
+        for second in (["train", *args], ["train", "--resume", str(run_dir)]):
+            done = run_cli(*second, timeout=120)
+            assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+            assert f"is in use by jaxrl process {first.pid} on " in done.stderr, done.stderr
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 130 and "Traceback" not in err, err
+    assert not steps_saved(run_dir) and not (run_dir / "summary.json").exists()
+    done = run_cli("train", *args, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "stopped before its first checkpoint; starting it over" in done.stderr
+    assert len(read_metrics(run_dir / "metrics.csv")) == 8 * 4  # 8 logged points x 4 seeds, each once
 
 
 def test_zero_size_leaves_round_trip(tmp_path):

@@ -8,18 +8,22 @@ land on the current device mesh.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from jaxrl.errors import JaxrlError
+from jaxrl import config as config_lib
+from jaxrl.errors import ConfigError, JaxrlError
 
 
 def host_target(leaf: Any) -> Any:
@@ -54,8 +58,43 @@ def with_empty(restored: Any, abstract: Any) -> Any:
     return jax.tree.map(fill, abstract, restored)
 
 
+@contextlib.contextmanager
+def quiet_orbax() -> Iterator[None]:
+    """Silences the loggers orbax and its async machinery print through while reading a
+    checkpoint (a damaged one would print pages of absl/asyncio tracebacks before our line)."""
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "orbax", "jax._src.distributed")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 class CheckpointError(JaxrlError):
     """No usable checkpoint where one was needed."""
+
+
+def plain_config(config: config_lib.Config) -> dict:
+    """The config as a checkpoint's progress record stores it (JSON types only)."""
+    return json.loads(json.dumps(config_lib.to_dict(config)))
+
+
+def written_by(config: config_lib.Config) -> Callable[[int, dict], None]:
+    """A `restore_latest` check: the checkpoint was written by a config whose saved state
+    `config` can continue (checkpoints from before configs were recorded pass)."""
+    current = plain_config(config)
+
+    def check(step: int, progress: dict) -> None:
+        saved = progress.get("config")
+        changed = config_lib.state_breaking_changes(saved, current) if isinstance(saved, dict) else []
+        if changed:
+            raise ConfigError(f"checkpoint {step} was written by another config than the run's config.yaml "
+                              f"({', '.join(changed)}); put config.yaml back as the run had it (nothing was moved)")
+
+    return check
 
 
 class Restored(NamedTuple):
@@ -71,9 +110,14 @@ class Checkpointer:
     def __init__(self, directory: str | Path, keep_last: int = 2, keep_best: bool = True,
                  read_only: bool = False):
         policies = [checkpoint_managers.LatestN(keep_last)]
-        if keep_best:
-            policies.append(checkpoint_managers.BestN(get_metric_fn=lambda m: m["score"], n=1))
+        score = (lambda m: m["score"]) if keep_best else None
+        if keep_best:  # a checkpoint without a score (killed before orbax wrote it) is not kept for it
+            policies.append(checkpoint_managers.BestN(get_metric_fn=score, n=1, reverse=False,
+                                                      keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
+            # best_fn makes orbax write each score to disk, so the policy still knows them
+            # after a resume (otherwise every checkpoint from before it is kept forever)
+            best_fn=score, best_mode="max",
             preservation_policy=checkpoint_managers.AnyPreservationPolicy(policies),
             enable_async_checkpointing=False, create=not read_only, read_only=read_only,
             cleanup_tmp_directories=not read_only)
@@ -99,34 +143,55 @@ class Checkpointer:
             progress=ocp.args.JsonRestore()))
         return Restored(step, with_empty(restored["state"], abstract_state), dict(restored["progress"]))
 
-    def restore_latest(self, abstract_state: Any) -> Restored:
-        """The newest checkpoint that restores. A corrupt one is skipped with a warning and,
-        unless read-only, moved to `corrupt/<step>` so that the run can save that step again."""
+    def progress(self, step: int) -> dict:
+        """Checkpoint `step`'s progress record alone (small JSON; the state is not read)."""
+        with quiet_orbax():
+            restored = self.manager.restore(step, args=ocp.args.Composite(progress=ocp.args.JsonRestore()))
+        return dict(restored["progress"])
+
+    def restore_latest(self, abstract_state: Any,
+                       check: Callable[[int, dict], None] | None = None) -> Restored:
+        """The newest checkpoint that restores. `check(step, progress)` first vets each one's
+        progress record and raises (e.g. a `ConfigError`: it was written by another config),
+        which is passed on untouched: a checkpoint that does not match is not corrupt.
+        A checkpoint that fails to read is skipped with a warning; once an older one restores,
+        the newer failures are moved to `corrupt/<step>` (unless read-only) so the run can save
+        those steps again. When none restores, nothing is moved."""
         steps = self.steps()
         if not steps:
             raise CheckpointError(f"no checkpoint in {self.directory}; nothing to resume or "
                                   f"evaluate (train with checkpoint.every_env_steps > 0)")
-        failures = []
+        failures: list[tuple[int, str]] = []
         for step in reversed(steps):
             try:
-                return self.restore(step, abstract_state)
+                if check is not None:
+                    check(step, self.progress(step))
+                with quiet_orbax():
+                    restored = self.restore(step, abstract_state)
+            except JaxrlError:
+                raise
             except Exception as error:  # orbax/tensorstore raise many types for bad files
                 reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-                failures.append(f"{step}: {reason}")
-                where = self._set_aside(step)
+                failures.append((step, reason))
                 warnings.warn(f"checkpoint {self.directory / str(step)} is unreadable ({reason}); "
-                              f"{where}trying an older one", stacklevel=2)
-        raise CheckpointError(f"every checkpoint in {self.directory} is unreadable "
-                              f"({'; '.join(failures)})")
+                              f"trying an older one", stacklevel=2)
+                continue
+            for bad, _ in failures:
+                self._set_aside(bad)
+            return restored
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} restores ({'; '.join(f'{s}: {r}' for s, r in failures)}); "
+            f"nothing was moved. If the run's config.yaml was edited, restore it; otherwise the files are damaged")
 
-    def _set_aside(self, step: int) -> str:
+    def _set_aside(self, step: int) -> None:
+        """Moves an unreadable checkpoint to `corrupt/<step>-<time>` (read-only: leaves it)."""
         if self.read_only:
-            return ""
+            return
         target = self.directory / "corrupt" / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
         target.parent.mkdir(exist_ok=True)
         shutil.move(str(self.directory / str(step)), str(target))
         self.manager.reload()
-        return f"moved it to {target}; "
+        warnings.warn(f"moved the unreadable checkpoint {step} to {target}", stacklevel=3)
 
     def close(self) -> None:
         self.manager.close()

@@ -16,7 +16,7 @@ from jaxrl import sweep as sweep_lib
 from jaxrl.analysis import aggregate
 from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.config import Config
-from jaxrl.experiment.checkpoints import Checkpointer, Restored
+from jaxrl.experiment.checkpoints import Checkpointer, Restored, written_by
 from jaxrl.experiment.run_dir import write_json
 from jaxrl.experiment.assemble import Built, build, make_env, make_population
 
@@ -54,7 +54,7 @@ def load_run(run_dir: Path, *, episodes: int | None = None, deterministic: bool 
     abstract = pop.members.abstract_state(population.stream_keys(config.seed, lay.members, 0), hparams)
     checkpointer = Checkpointer(run_dir / "checkpoints", read_only=True)
     try:
-        restored = checkpointer.restore_latest(abstract)
+        restored = checkpointer.restore_latest(abstract, written_by(config))
     finally:
         checkpointer.close()
     restored = restored._replace(state=pop.members.from_saved(restored.state))

@@ -11,6 +11,7 @@ train one such run per program (`train_static_sweep`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -26,18 +27,18 @@ from jaxrl.analysis import aggregate
 from jaxrl.analysis.plots import hyperparameter_schedules, learning_curve, settings_curves
 from jaxrl import config as config_lib
 from jaxrl.config import Config, dump
-from jaxrl.errors import ConfigError, RunDirError
+from jaxrl.errors import ConfigError, JaxrlError, RunDirError
 from jaxrl.evaluation import episode_limit
 from jaxrl.experiment import population_ops
 from jaxrl.experiment.assemble import (  # noqa: F401  (make_env and Built: importable from here too)
     Built, build, fit_to_memory, make_env, make_population, members_per_call,
 )
-from jaxrl.experiment.checkpoints import CheckpointError, Checkpointer
+from jaxrl.experiment.checkpoints import Checkpointer, plain_config, written_by
 from jaxrl.experiment.loggers import make_loggers, require as require_loggers
 from jaxrl.runtime import CompileCacheStats, raise_if_interrupted
 from jaxrl.experiment.run_dir import (
-    MetricsWriter, append_jsonl, create_run_dir, environment_versions, read_metrics,
-    truncate_metrics, write_json,
+    RUN_CONFIG_MARK, MetricsWriter, RunLock, append_jsonl, clear_unstarted, create_run_dir,
+    environment_versions, is_run_folder, read_metrics, truncate_metrics, write_json, write_text,
 )
 
 
@@ -205,6 +206,7 @@ class _Checkpoints:
                                          config.checkpoint.keep_best)
         self.every = _checkpoint_every_chunks(config, built)
         self.algo, self.pbt, self.record = built.algo, config.pbt.enabled, record
+        self.config, self.written_by = plain_config(config), written_by(config)
         self.skips_buffer = self.algo.replay_field is not None and not config.checkpoint.replay_buffer
 
     def _saved_part(self, state: Any) -> Any:
@@ -214,7 +216,7 @@ class _Checkpoints:
     def restore(self, run: population.Run, between: population_ops.BetweenChunks | None) -> None:
         """Continues `run` (and `between`) from the newest readable checkpoint."""
         abstract = run.abstract_state()
-        restored = self.checkpointer.restore_latest(self._saved_part(abstract))
+        restored = self.checkpointer.restore_latest(self._saved_part(abstract), self.written_by)
         state = restored.state
         if state is not None and self.skips_buffer:  # a fresh, empty buffer refills
             state = state._replace(**{self.algo.replay_field: buffers.empty_like(
@@ -234,7 +236,8 @@ class _Checkpoints:
             return
         start = time.perf_counter()
         members = run.driver.members
-        progress = {"updates_done": report.updates_done, "env_steps": report.env_steps, "chunk": report.chunk}
+        progress = {"updates_done": report.updates_done, "env_steps": report.env_steps, "chunk": report.chunk,
+                    "config": self.config}
         if self.pbt:  # hyperparameters are part of the state under PBT
             progress["hparams"] = population_ops.hparams_to_json(members.fetch(members.unpad(run.hparams)))
         if between is not None:  # episode schedules count from their last application
@@ -266,7 +269,8 @@ def _open_run_folder(config: Config, run_dir: Path, resume: bool) -> Path:
     primary = distributed.is_primary()
     if not resume and primary:
         create_run_dir(run_dir)
-        (run_dir / "config.yaml").write_text(dump(config))
+        (run_dir / "checkpoints").mkdir()
+        write_config(run_dir, config)  # last: a folder with config.yaml is a run folder
     distributed.barrier("run folder ready")
     return run_dir if primary else distributed.scratch_dir()
 
@@ -292,14 +296,34 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     such a run's summary has `stopped_at_env_steps` and no final evaluation. `programs`
     shares compiled programs with earlier runs of the same program (see `jaxrl.members.Members`).
     """
-    if sweep_lib.split(config.sweep)[1]:
-        return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
-                                  max_members_per_call=max_members_per_call, memory_limit=memory_limit)
+    with lock_run_folder(run_dir):
+        try:
+            if sweep_lib.split(config.sweep)[1]:
+                return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
+                                          max_members_per_call=max_members_per_call, memory_limit=memory_limit)
+            return _train_program(config, Path(run_dir), progress=progress, devices=devices, resume=resume,
+                                  max_members_per_call=max_members_per_call, memory_limit=memory_limit,
+                                  on_report=on_report, programs=programs)
+        except JaxrlError:
+            if not resume and distributed.is_primary() and is_run_folder(run_dir) and not interrupted(run_dir):
+                clear_unstarted(Path(run_dir))  # a new run refused on the way leaves nothing behind
+            raise
+
+
+def lock_run_folder(run_dir: str | Path) -> contextlib.AbstractContextManager:
+    """The run folder's lock (`RunLock`), held by process 0 (the others write no run files)."""
+    return RunLock(run_dir) if distributed.is_primary() else contextlib.nullcontext()
+
+
+def _train_program(config: Config, run_dir: Path, *, progress: bool, devices: Sequence[Any] | None,
+                   resume: bool, max_members_per_call: int | None, memory_limit: int | None,
+                   on_report: Callable[[population.ChunkReport], bool] | None,
+                   programs: dict | None) -> dict[str, Any]:
+    """`train` of one compiled program (no static sweep), in its locked run folder."""
     built, lay = build(config), sweep_lib.layout(config)
     memory_plan = memory.plan(built.algo, lay.members, devices, memory_limit)
     per_call = members_per_call(config, built, memory_plan, max_members_per_call)
     _check_before_starting(config, built)
-    run_dir = Path(run_dir)
     out_dir = _open_run_folder(config, run_dir, resume)
     record = _RunRecord(config, built, lay, memory_plan, out_dir, progress)
     checkpoints = _Checkpoints(config, built, run_dir, record)
@@ -417,7 +441,7 @@ def train_static_sweep(config: Config, run_dir: str | Path, *, progress: bool = 
         build(program)
     if not resume and distributed.is_primary():
         create_run_dir(run_dir)
-        (run_dir / "config.yaml").write_text(dump(config))
+        write_config(run_dir, config)
     distributed.barrier("sweep folder ready")
     settings, program_rows, folders = [], [], []
     for static, program in programs:
@@ -475,30 +499,43 @@ def interrupted(run_dir: str | Path) -> bool:
     return any((p / "config.yaml").is_file() for p in run_dir.iterdir() if p.is_dir())
 
 
-def resume_config(run_dir: str | Path, overrides: Sequence[str] = (),
-                  requested: Config | None = None) -> Config:
-    """The config to continue `run_dir` with: its own, plus overrides that leave the saved
-    state valid (eval.*, checkpoint.*). Anything else is refused, naming the keys."""
+def write_config(run_dir: Path, config: Config) -> None:
+    """The run's config.yaml, written atomically and marked as a run folder's."""
+    write_text(run_dir / "config.yaml", RUN_CONFIG_MARK + dump(config))
+
+
+def open_run(run_dir: str | Path, requested: Config | None = None, overrides: Sequence[str] = (),
+             resume: bool = False) -> tuple[Config, bool]:
+    """What `jaxrl train` does with `run_dir`, as `(config, resume)`: a folder that is not a run
+    is a new run (`requested`; refused with `resume`); an interrupted run of the same config
+    is resumed (its own config plus `overrides` when `requested` is None); a run that stopped
+    before its first checkpoint is cleared and started over; a finished run, or one of a config
+    whose saved state cannot continue, is refused. Call it holding `lock_run_folder(run_dir)`."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunDirError(f"{run_dir} is not a jaxrl run folder (it has no config.yaml); "
-                          f"--resume takes the folder of an earlier `jaxrl train`")
+    if not is_run_folder(run_dir):
+        if resume or requested is None:
+            raise RunDirError(f"{run_dir} is not a jaxrl run folder (no config.yaml and run files); "
+                              f"--resume takes the folder of an earlier `jaxrl train`")
+        return requested, False
     if (run_dir / "summary.json").exists():
-        raise RunDirError(f"the run in {run_dir} already finished (it has summary.json); "
-                          f"nothing to resume. Train again with another --run-dir")
-    if not interrupted(run_dir):
-        raise CheckpointError(f"the run in {run_dir} stopped before its first checkpoint; "
-                              f"nothing to resume. Train again with another --run-dir")
+        raise RunDirError(f"run folder {run_dir} already exists and its run already finished (it has "
+                          f"summary.json); nothing was changed. Train again with another --run-dir")
     saved = config_lib.load(run_dir / "config.yaml")
     config = requested if requested is not None else config_lib.load(run_dir / "config.yaml", overrides)
     changed = config_lib.state_breaking_changes(saved, config)
     if changed:
-        raise ConfigError(f"cannot resume {run_dir}: the config differs from the run's in "
-                          f"{', '.join(changed)}; only eval.*, checkpoint.*, loggers, wandb.*, env.num_workers and env.step_timeout may change. "
-                          f"Start a new run with another --run-dir")
+        raise ConfigError(f"cannot resume {run_dir}: the config differs from the run's in {', '.join(changed)}; "
+                          f"only eval.*, checkpoint.*, loggers, wandb.*, env.num_workers and env.step_timeout "
+                          f"may change. Start a new run with another --run-dir")
+    if not interrupted(run_dir):  # nothing to resume: what it logged is redone exactly
+        clear_unstarted(run_dir)
+        print(f"jaxrl: the run in {run_dir} stopped before its first checkpoint; starting it over",
+              file=sys.stderr)
+        return config, False
     if config != saved:
-        (run_dir / "config.yaml").write_text(dump(config))
-    return config
+        write_config(run_dir, config)
+    print(f"jaxrl: resuming the interrupted run in {run_dir}", file=sys.stderr)
+    return config, True
 
 
 def _cache_note(cache: dict | None) -> str:
