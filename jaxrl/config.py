@@ -43,14 +43,25 @@ class EnvConfig:
     step_timeout: float = 60.0  # host envs: seconds before a silent worker counts as hung
 
     def __post_init__(self):
-        if self.num_envs < 1:
-            raise ConfigError(f"env.num_envs must be at least 1, got {self.num_envs}")
+        if not self.id.strip():
+            raise ConfigError("env.id is empty; give an env id such as CartPole-v1 (`jaxrl envs` lists "
+                              "the jittable ids; any gymnasium id works on the gymnasium backend)")
+        if not 1 <= self.num_envs <= MAX_NUM_ENVS:
+            raise ConfigError(f"env.num_envs must be at least 1 and at most {MAX_NUM_ENVS:,} (copies of the "
+                              f"env per member), got {self.num_envs:,}")
         if self.backend not in BACKENDS:
             raise ConfigError(f"env.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.num_workers < 0:
-            raise ConfigError(f"env.num_workers must be >= 0 (0: one per core), got {self.num_workers}")
-        if self.step_timeout <= 0:
-            raise ConfigError(f"env.step_timeout must be positive, got {self.step_timeout}")
+        if not 0 <= self.num_workers <= MAX_NUM_WORKERS:
+            raise ConfigError(f"env.num_workers must be >= 0 (0: one per core) and at most "
+                              f"{MAX_NUM_WORKERS}, got {self.num_workers:,}")
+        if not 0 < self.step_timeout <= MAX_STEP_TIMEOUT:
+            raise ConfigError(f"env.step_timeout must be positive seconds, at most {MAX_STEP_TIMEOUT:g} "
+                              f"(a day), got {self.step_timeout:g}")
+
+
+# Past these no setting can be meant: every copy is an env in memory (host envs: each worker
+# a process), and a step timeout beyond a day hides a hung worker for good.
+MAX_NUM_ENVS, MAX_NUM_WORKERS, MAX_STEP_TIMEOUT = 2**20, 1024, 86_400.0
 
 
 @dataclasses.dataclass(frozen=True)

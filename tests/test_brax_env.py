@@ -132,7 +132,7 @@ def test_config_errors_are_readable(monkeypatch):
         envs.make("brax/ant", backend="warp")
     with pytest.raises(ConfigError, match="valid backends: generalized$"):
         envs.make("brax/swimmer", backend="positional")
-    with pytest.raises(ConfigError, match="unknown env.kwargs ctrl_cost, nframes; .*ctrl_cost_weight"):
+    with pytest.raises(ConfigError, match="unknown keys 'ctrl_cost', 'nframes' for brax/ant.*ctrl_cost_weight"):
         envs.make("brax/ant", ctrl_cost=0.1, nframes=3)
     with pytest.raises(ConfigError, match="episode_length must be a positive integer"):
         envs.make("brax/ant", episode_length=0)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from jaxrl.envs import env_kwargs
 from jaxrl.envs.adapters import AdapterParams, BraxStyleEnv, from_brax
 from jaxrl.errors import ConfigError
 
@@ -97,11 +98,7 @@ def make_brax(name: str, backend: str | None = None, episode_length: int = 1000,
     _check_positive_int(action_repeat, "action_repeat", env_id)
     envs = _import_brax_envs()
     accepted = _brax_kwargs(envs._envs[name], envs.PipelineEnv)  # _envs: brax's id -> class registry
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise ConfigError(
-            f"{env_id}: unknown env.kwargs {', '.join(unknown)}; it accepts backend, episode_length, "
-            f"action_repeat, {', '.join(sorted(accepted))}")
+    env_kwargs.refuse_unknown(kwargs, accepted | {"backend", "episode_length", "action_repeat"}, env_id)
     params = AdapterParams(max_steps_in_episode=episode_length)
     return _build(envs, name, backend, action_repeat, params, kwargs), params
 

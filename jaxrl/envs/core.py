@@ -21,7 +21,8 @@ import jax.numpy as jnp
 from gymnax.environments import spaces
 from gymnax.environments.environment import Environment, EnvParams, EnvState
 
-from jaxrl.errors import JaxrlError
+from jaxrl.envs import env_kwargs
+from jaxrl.errors import ConfigError
 
 __all__ = [
     "Environment", "EnvParams", "EnvState", "spaces", "VecEnv", "Wrapper",
@@ -32,12 +33,15 @@ EnvFactory = Callable[..., tuple[Any, Any]]
 _REGISTRY: dict[str, EnvFactory] = {}
 
 
-class UnknownEnvError(JaxrlError, ValueError):
+class UnknownEnvError(ConfigError):
     """An env id that no registry knows."""
 
 
 def register(env_id: str, factory: EnvFactory) -> None:
-    """Make `make(env_id, **kwargs)` call `factory(**kwargs) -> (env, params)`."""
+    """Make `make(env_id, **kwargs)` call `factory(**kwargs) -> (env, params)`.
+
+    `make` checks the kwargs against `factory`'s signature (one that forwards to a class with
+    `functools.wraps(cls, updated=())` is read as the class's); a factory taking `**kwargs` checks its own."""
     if env_id in _REGISTRY:
         raise ValueError(f"env id {env_id!r} is already registered")
     _REGISTRY[env_id] = factory
@@ -61,16 +65,28 @@ def make(env_id: str, **kwargs: Any) -> tuple[Any, Any]:
     (`CartPole-v1`, `Breakout-MinAtar`, ...).
     """
     if env_id in _REGISTRY:
-        return _REGISTRY[env_id](**kwargs)
+        factory = _REGISTRY[env_id]
+        env_kwargs.check(kwargs, factory, f"jaxrl {env_id}")
+        return env_kwargs.construct(lambda: factory(**kwargs), kwargs, f"jaxrl {env_id}")
     if env_id in _gymnax_ids():
         import gymnax
 
-        return gymnax.make(env_id, **kwargs)
-    close = difflib.get_close_matches(env_id, registered_ids(), n=3, cutoff=0.5)
+        # gymnax >= 1.0 keeps id -> class in `_registry`; without it the constructor still checks
+        env_class = getattr(gymnax.registration, "_registry", {}).get(env_id)
+        env_kwargs.check(kwargs, env_class, f"gymnax {env_id}")
+        return env_kwargs.construct(lambda: gymnax.make(env_id, **kwargs), kwargs, f"gymnax {env_id}")
+    raise UnknownEnvError(unknown_id_message(env_id))
+
+
+def unknown_id_message(env_id: str) -> str:
+    """`unknown env id ...` with the closest of the known ids as suggestions."""
+    known = registered_ids()
+    if not isinstance(env_id, str) or not env_id.strip():
+        return (f"env.id is empty (got {env_id!r}); give an env id such as CartPole-v1 "
+                f"(`jaxrl envs` lists the {len(known)} jittable ids)")
+    close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownEnvError(
-        f"unknown env id {env_id!r}.{hint} `jaxrl envs` lists the {len(registered_ids())} known ids."
-    )
+    return f"unknown env id {env_id!r}.{hint} `jaxrl envs` lists the {len(known)} known ids."
 
 
 class Wrapper:

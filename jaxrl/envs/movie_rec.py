@@ -75,6 +75,8 @@ half the sessions churn); a greedy policy that knows the hidden taste about +6.2
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -221,6 +223,7 @@ class MovieRec(environment.Environment):
         return "MovieRec-v1"
 
 
+@functools.wraps(MovieRec, updated=())  # `make` reads the kwargs MovieRec takes through this
 def _make(**kwargs):
     env = MovieRec(**kwargs)
     return env, env.default_params

@@ -7,6 +7,8 @@ points at that piece. Registered as `Probe<name>-v0`.
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -126,6 +128,7 @@ PROBES = {"ConstantReward": ConstantReward, "ObsDependentReward": ObsDependentRe
 
 
 def _factory(cls):
+    @functools.wraps(cls, updated=())  # `make` reads the kwargs `cls` takes through this
     def make(**kwargs):
         env = cls(**kwargs)
         return env, env.default_params

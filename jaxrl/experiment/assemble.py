@@ -6,6 +6,7 @@ the population driver sized to the devices' memory (`members_per_call`, `make_po
 
 from __future__ import annotations
 
+import difflib
 import math
 import sys
 from typing import Any, NamedTuple, Sequence
@@ -16,7 +17,9 @@ from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import Config
 from jaxrl.envs import make_vec, registered_ids
-from jaxrl.envs.host import HostEnvError, HostEnvSpec, JaxStandIn, host_spec, open_host_env, resolve_backend
+from jaxrl.envs.host import (
+    HostEnvSpec, JaxStandIn, UnknownHostEnvError, host_spec, open_host_env, resolve_backend,
+)
 from jaxrl.errors import ConfigError
 from jaxrl.evaluation import episode_limit, make_evaluator
 from jaxrl.experiment import population_ops
@@ -49,10 +52,12 @@ def _host_spec(config: Config, backend: str) -> HostEnvSpec:
                               f"on the {backend} backend); set env.{wrapper}: false")
     try:
         return host_spec(config.env.id, backend, config.env.kwargs)
-    except HostEnvError as error:
-        if config.env.backend == "auto" and str(error).startswith("unknown"):
-            raise HostEnvError(f"unknown env id {config.env.id!r}: neither jaxrl/gymnax (`jaxrl envs` "
-                               f"lists them) nor gymnasium knows it. {error}") from None
+    except UnknownHostEnvError as error:
+        if config.env.backend == "auto":  # suggest the jittable ids as well as gymnasium's
+            close = difflib.get_close_matches(config.env.id, registered_ids(), n=3, cutoff=0.5)
+            hint = f" Close jittable ids: {', '.join(close)}." if close else ""
+            raise UnknownHostEnvError(f"unknown env id {config.env.id!r}: neither jaxrl/gymnax (`jaxrl envs` "
+                                      f"lists them) nor gymnasium knows it.{hint} {error}") from None
         raise
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from jaxrl.envs.host.common import (
-    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, JaxStandIn,
+    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, JaxStandIn, UnknownHostEnvError,
 )
 
 BACKENDS = ("auto", "jax", "gymnasium", "envpool")
 
 __all__ = ["BACKENDS", "EpisodeCounter", "HostEnvError", "HostEnvSpec", "HostStep", "HostVecEnv",
-           "JaxStandIn", "host_spec", "open_host_env", "resolve_backend"]
+           "JaxStandIn", "UnknownHostEnvError", "host_spec", "open_host_env", "resolve_backend"]
 
 
 def resolve_backend(env_id: str, backend: str, jittable_ids: list[str]) -> str:

@@ -18,11 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
 
-from jaxrl.errors import JaxrlError
+from jaxrl.errors import ConfigError, JaxrlError
 
 
 class HostEnvError(JaxrlError):
     """A host env that cannot be built or stepped: a worker crashed, hung, or raised."""
+
+
+class UnknownHostEnvError(HostEnvError, ConfigError):
+    """An env id that a host backend does not know: a config error, caught before any env starts."""
 
 
 class HostStep(NamedTuple):
@@ -166,6 +170,10 @@ class JaxStandIn:
 
 
 def unknown_id_message(env_id: str, known: list[str], backend: str) -> str:
+    if not env_id.strip():
+        return f"unknown {backend} env id {env_id!r}: env.id is empty; give an id such as CartPole-v1."
     close = difflib.get_close_matches(env_id, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
+    if env_id.startswith(("/", "~", ".")) or "\\" in env_id:
+        hint += " env.id names a registered env (such as CartPole-v1), not a file."
     return f"unknown {backend} env id {env_id!r}.{hint}"

@@ -38,15 +38,20 @@ from typing import Any
 
 import numpy as np
 
+from jaxrl.envs import env_kwargs
+from jaxrl.envs.env_kwargs import one_line
 from jaxrl.envs.host.common import (
-    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, to_gymnax_space, unknown_id_message,
+    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, UnknownHostEnvError, to_gymnax_space,
+    unknown_id_message,
 )
+from jaxrl.errors import ConfigError
 
 INSTALL_HINT = 'pip install "jaxrl[envpool]"'
 ATARI_PREFIX = "ALE/"
 # What the gymnasium backend's ALE/<Game>-v5 does and EnvPool's defaults do not.
 ATARI_GYMNASIUM_MATCH = {"repeat_action_probability": 0.25, "use_fire_reset": False}
 SEED_MODULUS = 2**31
+RESERVED = ("num_envs", "batch_size", "num_threads", "seed", "env_seed")  # set by jaxrl, not env.kwargs
 NO_ENVS = np.zeros(0, np.int32)
 
 
@@ -66,9 +71,9 @@ def envpool_task_id(env_id: str, known: list[str]) -> str:
     task = env_id[len(ATARI_PREFIX):] if env_id.startswith(ATARI_PREFIX) else env_id
     if task in known:
         return task
-    raise HostEnvError(f"{unknown_id_message(task, known, 'envpool')} EnvPool ships "
-                       f"{len(known)} envs (envpool.list_all_envs()); for other ids use the gymnasium "
-                       f"backend (jaxrl.envs.host.gymnasium_pool.GymnasiumPool)")
+    raise UnknownHostEnvError(f"{unknown_id_message(task, known, 'envpool')} EnvPool ships "
+                              f"{len(known)} envs (envpool.list_all_envs()); for other ids use the gymnasium "
+                              f"backend (jaxrl.envs.host.gymnasium_pool.GymnasiumPool)")
 
 
 def is_atari(envpool_module: Any, task_id: str) -> bool:
@@ -144,12 +149,16 @@ class EnvPoolBatch(HostVecEnv):
         self.atari = is_atari(self._envpool, self.task_id)
         self.standby = default_standby(num_envs, self.atari) if standby is None else standby
         self.make_kwargs = {**(ATARI_GYMNASIUM_MATCH if self.atari else {}), **(kwargs or {})}
+        if kwargs:  # the options EnvPool's config has, less those jaxrl sets itself
+            defaults = self._envpool.make_spec(self.task_id).config._asdict()
+            env_kwargs.check_defaults(kwargs, {k: v for k, v in defaults.items() if k not in RESERVED},
+                                      f"envpool {env_id}")
         try:  # builds no env: checks the kwargs and reads spaces and limits
             spec = self._envpool.make_spec(self.task_id, num_envs=num_envs, num_threads=num_threads,
                                            **self.make_kwargs)
         except (TypeError, ValueError, AssertionError) as error:
-            raise HostEnvError(f"{env_id}: envpool rejected the env options "
-                               f"{self.make_kwargs}: {error}") from None
+            raise ConfigError(f"envpool {env_id} rejected the env options "
+                              f"{one_line(self.make_kwargs, 120)}: {one_line(error)}") from None
         self.max_episode_steps = getattr(spec.config, "max_episode_steps", None)
         obs_space, act_space = spec.gymnasium_observation_space, spec.gymnasium_action_space
         if self.atari:

@@ -25,8 +25,11 @@ import numpy as np
 from gymnax.environments import spaces
 
 from jaxrl.env_worker import EXTRA_FOR_MODULE, Buffers, make_gymnasium_env, worker
+from jaxrl.envs import env_kwargs
+from jaxrl.envs.env_kwargs import one_line
 from jaxrl.envs.host.common import (
-    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, to_gymnax_space, unknown_id_message,
+    EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, UnknownHostEnvError, to_gymnax_space,
+    unknown_id_message,
 )
 
 
@@ -35,20 +38,50 @@ def check_env_id(env_id: str, kwargs: dict | None = None) -> Any:
     extra into a clear message before any worker starts."""
     import gymnasium
 
+    check_kwargs(env_id, kwargs)
     try:
-        return make_gymnasium_env(env_id, kwargs)
-    except (gymnasium.error.NameNotFound, gymnasium.error.NamespaceNotFound,
-            gymnasium.error.VersionNotFound) as error:
+        return env_kwargs.construct(lambda: make_gymnasium_env(env_id, kwargs), kwargs, f"gymnasium {env_id}")
+    except gymnasium.error.Error as error:
+        if isinstance(error, gymnasium.error.DependencyNotInstalled):
+            raise _missing_package(env_id, error) from None
+        if not (isinstance(error, (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv))
+                or "Malformed" in str(error)):
+            raise HostEnvError(f"gymnasium could not make {env_id}: {one_line(error)}") from None
+        # NameNotFound, VersionNotFound, NamespaceNotFound, or a malformed id ('', '../x')
         known = list(gymnasium.registry)
-        raise HostEnvError(f"{unknown_id_message(env_id, known, 'gymnasium')} ({error}) "
-                           f"`jaxrl envs` lists the jittable ids; gymnasium's are in "
-                           f"gymnasium.registry") from None
-    except (gymnasium.error.DependencyNotInstalled, ModuleNotFoundError) as error:
-        module = getattr(error, "name", None) or ""
-        extra = next((x for m, x in EXTRA_FOR_MODULE.items() if m.lower() in (module + str(error)).lower()),
-                     "box2d" if "box2d" in str(error).lower() else None)
-        fix = f'pip install "jaxrl[{extra}]"' if extra else "install the package it names"
-        raise HostEnvError(f"{env_id} needs a package that is not installed ({error}); {fix}") from None
+        raise UnknownHostEnvError(f"{unknown_id_message(env_id, known, 'gymnasium')} ({one_line(error)}) "
+                                  f"`jaxrl envs` lists the jittable ids; gymnasium's are in "
+                                  f"gymnasium.registry") from None
+    except ModuleNotFoundError as error:
+        raise _missing_package(env_id, error) from None
+
+
+def _missing_package(env_id: str, error: Exception) -> HostEnvError:
+    module = getattr(error, "name", None) or ""
+    extra = next((x for m, x in EXTRA_FOR_MODULE.items() if m.lower() in (module + str(error)).lower()),
+                 "box2d" if "box2d" in str(error).lower() else None)
+    fix = f'pip install "jaxrl[{extra}]"' if extra else "install the package it names"
+    return HostEnvError(f"{env_id} needs a package that is not installed ({one_line(error)}); {fix}")
+
+
+# gymnasium.make's own keywords, taken besides the env constructor's
+MAKE_KWARGS = ("max_episode_steps", "disable_env_checker")
+
+
+def check_kwargs(env_id: str, kwargs: dict | None) -> None:
+    """Refuses keys of `kwargs` that neither gymnasium.make nor the env's registered
+    constructor (its entry point) takes, before anything is built: one ConfigError line."""
+    import gymnasium
+    from gymnasium.envs.registration import load_env_creator
+
+    if not kwargs or env_id not in gymnasium.registry:
+        return  # an unknown id is reported by gymnasium.make; ALE ids are registered on first make
+    entry_point = gymnasium.spec(env_id).entry_point
+    try:
+        creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    except Exception:  # a missing extra: gymnasium.make names it
+        return
+    env_kwargs.check(kwargs, creator, f"gymnasium {env_id}", also=MAKE_KWARGS)
 
 
 def gymnasium_spec(env_id: str, kwargs: dict | None = None) -> HostEnvSpec:
