@@ -5,13 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from jaxrl.runtime import enable_compilation_cache as _enable_compilation_cache
 
 
+class _UsageError(Exception):
+    """A command line argparse cannot read; `main` prints it as one line and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line naming the problem and --help, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: error: {message}; see {self.prog} --help")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxrl", description="Train populations of RL agents in one compiled JAX program.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="jaxrl", description="Train populations of RL agents in one compiled JAX program.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(commands)
     _add_sweep(commands)
     _add_eval(commands)
@@ -109,7 +121,7 @@ def _add_plot(commands: argparse._SubParsersAction) -> None:
     plot.add_argument("--metric", default="episode_return", help="a metrics.csv column (default episode_return)")
     plot.add_argument("--labels", nargs="+", help="a name per run (default: folder names)")
     plot.add_argument("--out", default="comparison.png",
-                      help="PNG to write; <out>.csv and <out>_final.csv go beside it")
+                      help="figure to write (.png, .pdf or .svg); <out>.csv and <out>_final.csv go beside it")
     plot.add_argument("--grpo-groups", action="store_true",
                       help="the runs are a GRPO group-size sweep: per env, curves for each G "
                            "and the final return against G")
@@ -146,6 +158,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     export.add_argument("run_dir", help="a run folder written by `jaxrl train`")
     export.add_argument("--seed-index", type=int, default=0, help="the member to export (default 0)")
     export.add_argument("--out", help="file to write (default RUN_DIR/export/seed<i>.pt)")
+    export.add_argument("--force", action="store_true", help="replace the --out file if it exists")
 
 
 
@@ -260,15 +273,15 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from jaxrl.config import LIMITS
     from jaxrl.errors import ConfigError
 
-    if args.episodes is not None and args.episodes < 1:
-        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
-    if args.max_steps < 1:
-        raise ConfigError(f"--max-steps must be at least 1, got {args.max_steps}")
+    for flag, value, key in (("--episodes", args.episodes, "eval.episodes"),
+                             ("--max-steps", args.max_steps, "eval.max_steps")):
+        if value is not None and not 1 <= value <= LIMITS[key]:
+            raise ConfigError(f"{flag} must lie between 1 and {LIMITS[key]:,}, got {value}")
     _enable_compilation_cache()
-    import jax
-
+    devices = _devices(args.devices)
     from jaxrl.experiment.evaluate import (
         evaluate_run, format_evaluation, format_trace, record_videos, trace_episode,
     )
@@ -279,7 +292,6 @@ def _eval(args: argparse.Namespace) -> int:
         print(format_trace(trace_episode(args.run_dir, seed_index=args.seed_index or 0,
                                          deterministic=args.deterministic, max_steps=args.max_steps)))
         return 0
-    devices = jax.devices()[: args.devices] if args.devices else None
     result = evaluate_run(args.run_dir, episodes=args.episodes, deterministic=args.deterministic,
                           seed_index=args.seed_index, devices=devices)
     print(format_evaluation(result))
@@ -301,10 +313,11 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from jaxrl.interop import export_run, save
+    from jaxrl.interop import check_writable, export_run, save
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "export" / f"seed{args.seed_index}.pt"
-    written = save(export_run(args.run_dir, args.seed_index), out)
+    check_writable(out, overwrite=args.force)  # before the slow part
+    written = save(export_run(args.run_dir, args.seed_index), out, overwrite=args.force)
     print(f"exported seed {args.seed_index} of {args.run_dir} to {written} (load it with torch.jit.load)")
     return 0
 
@@ -339,23 +352,43 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _take_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Words after options: KEY=VALUE overrides of train and sweep (a bare word there is an
+    override without `=`, which config loading names); anything else is a usage error."""
+    import difflib
+
+    takes_overrides = args.command in ("train", "sweep")
+    unknown = [x for x in extra if x.startswith("-") or not takes_overrides]
+    if unknown:
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub = command.choices[args.command]
+        options = [o for action in sub._actions for o in action.option_strings if o.startswith("--")]
+        close = difflib.get_close_matches(unknown[0].split("=")[0], options, n=1)
+        hint = f" (did you mean {close[0]}?)" if unknown[0].startswith("--") and close else ""
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    if args.command == "train" and args.config and "=" in args.config and not Path(args.config).exists():
+        args.overrides = [args.config] + list(args.overrides)  # `--resume DIR key=value`
+        args.config = None
+    if takes_overrides:
+        args.overrides = list(args.overrides) + extra
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)  # overrides may come after options too
-    unknown = [x for x in extra if x.startswith("-") or "=" not in x or args.command not in ("train", "sweep")]
-    if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if args.command == "sweep":
-        args.overrides = list(args.overrides) + extra
-    if args.command == "train":
-        if args.config and "=" in args.config and not Path(args.config).exists():
-            args.overrides = [args.config] + list(args.overrides)  # `--resume DIR key=value`
-            args.config = None
-        args.overrides = list(args.overrides) + extra
-    if args.command in ("train", "eval", "sweep"):
+    try:
+        args, extra = parser.parse_known_args(argv)  # overrides may come after options too
+        _take_overrides(parser, args, extra)
+    except _UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if args.command in ("train", "sweep"):
         from jaxrl.runtime import cpu_defaults
 
         cpu_defaults(args.devices if args.devices and args.devices > 0 else None)
+    elif args.command == "eval":  # evaluation gains nothing from more CPU devices than cores
+        from jaxrl.runtime import cpu_defaults
+
+        cpu_defaults()
     from jaxrl.errors import JaxrlError
     from jaxrl.runtime import catch_interrupts
 

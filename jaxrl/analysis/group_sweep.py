@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-import yaml
 
-from jaxrl.analysis.compare import RunCurves, curve_rows, load_run_curves, save_figure_and_tables
+from jaxrl.analysis.compare import (
+    RunCurves, check_figure_out, curve_rows, load_run_curves, save_figure_and_tables,
+)
 from jaxrl.analysis.stats import aggregate
+from jaxrl.config import read_yaml
 from jaxrl.errors import RunDirError
 
 
@@ -30,14 +32,17 @@ def load_sweep_run(run_dir: str | Path, metric: str) -> SweepRun:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise RunDirError(f"{run_dir} is not a jaxrl run folder (it has no config.yaml)")
-    config = yaml.safe_load(config_path.read_text())
-    algo = config.get("algo", {})
+    config = read_yaml(config_path)  # binary or broken YAML is one ConfigError naming the file
+    algo, env = config.get("algo"), config.get("env")
+    algo, env = (algo if isinstance(algo, dict) else {}), (env if isinstance(env, dict) else {})
     if algo.get("name") != "grpo":
         raise RunDirError(f"{run_dir} is a {algo.get('name')} run; --grpo-groups compares GRPO "
                           f"runs that differ in algo.group_size")
-    group_size = int(algo["group_size"])
-    return SweepRun(config["env"]["id"], group_size,
-                    load_run_curves(run_dir, metric, label=f"G={group_size}"))
+    group_size, env_id = algo.get("group_size"), env.get("id")
+    if not isinstance(group_size, int) or isinstance(group_size, bool) or not isinstance(env_id, str):
+        raise RunDirError(f"{config_path} has no integer algo.group_size and env.id; it is not "
+                          f"the config.yaml jaxrl train writes")
+    return SweepRun(env_id, group_size, load_run_curves(run_dir, metric, label=f"G={group_size}"))
 
 
 def group_sweep_rows(runs: Sequence[SweepRun]) -> list[dict]:
@@ -57,6 +62,7 @@ def plot_group_sweep(run_dirs: Sequence[str | Path], out: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    out = check_figure_out(out, run_dirs)
     runs = [load_sweep_run(d, metric) for d in run_dirs]
     seen: dict[tuple[str, int], str] = {}
     for run_dir, run in zip(run_dirs, runs):
@@ -98,4 +104,4 @@ def plot_group_sweep(run_dirs: Sequence[str | Path], out: str | Path,
         final_ax.set_title(f"{env_id}: final greedy return vs G")
         final_ax.set_xlabel("group size G")
         final_ax.grid(alpha=0.3)
-    return save_figure_and_tables(fig, Path(out), curve_table, final_table)
+    return save_figure_and_tables(fig, out, curve_table, final_table)

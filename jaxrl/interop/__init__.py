@@ -8,8 +8,8 @@ it raises a ConfigError naming `pip install "jaxrl[torch]"`.
 import importlib
 from typing import Any
 
-_TORCH_NAMES = ("ObsStats", "build_network", "export_run", "obs_stats_of", "save", "script",
-                "to_torch")
+_TORCH_NAMES = ("ObsStats", "build_network", "check_writable", "export_run", "obs_stats_of", "save",
+                "script", "to_torch")
 
 __all__ = list(_TORCH_NAMES)
 

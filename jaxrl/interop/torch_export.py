@@ -17,13 +17,15 @@ its `epsilon` attribute (noisy layers always act with their mean weights).
 """
 
 import json
+import os
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from jaxrl.errors import ConfigError
+from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.networks import Actor, ActorCritic, QNetwork, make_torso
 from jaxrl.networks.distributions import Beta
 from jaxrl.networks.modules import CONV_LAYERS, NetworkConfig
@@ -413,17 +415,48 @@ def script(module: nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.script(module)
 
 
-def save(module: nn.Module, path: str | Path) -> Path:
-    """Writes `module` as TorchScript: `torch.jit.load(path)` gives `forward`, `act` and
-    `metadata` with nothing but torch installed. Returns the path written."""
+def check_writable(path: str | Path, overwrite: bool = True) -> Path:
+    """`path` as a file `save` may write: never a folder, and an existing file only when
+    `overwrite` (the CLI's --force); a RunDirError naming the fix otherwise."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scripted = script(module)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        torch.jit.save(scripted, str(path))
+    if path.is_dir():
+        raise RunDirError(f"--out {path} is a folder; give a file name such as {path / 'policy.pt'}")
+    if path.exists() and not overwrite:
+        raise RunDirError(f"--out {path} already exists; pass --force to replace it, or choose another --out")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(f"--out {path}: {parent} is a file, not a folder")
+            break
     return path
 
 
-__all__: List[str] = ["ObsStats", "build_network", "export_run", "obs_stats_of",
+def save(module: nn.Module, path: str | Path, *, overwrite: bool = True) -> Path:
+    """Writes `module` as TorchScript: `torch.jit.load(path)` gives `forward`, `act` and
+    `metadata` with nothing but torch installed. Returns the path written.
+
+    The file appears whole or not at all (written beside it, then renamed over it); an
+    existing file is replaced only with `overwrite`."""
+    path = check_writable(path, overwrite)
+    scripted = script(module)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"cannot create the folder for --out {path}: {error.strerror}") from None
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            torch.jit.save(scripted, str(temporary))
+        check_writable(path, overwrite)  # nothing appeared there meanwhile
+        os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:  # torch reports a failed write as RuntimeError
+        reason = getattr(error, "strerror", None) or " ".join(str(error).split())[:200]
+        raise RunDirError(f"cannot write --out {path}: {reason}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+__all__: List[str] = ["ObsStats", "build_network", "check_writable", "export_run", "obs_stats_of",
                       "save", "script", "to_torch"]
