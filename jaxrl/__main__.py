@@ -1,5 +1,3 @@
-import sys
+from jaxrl.cli import run
 
-from jaxrl.cli import main
-
-sys.exit(main())
+run()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import NoReturn
 
@@ -167,6 +169,12 @@ def _quiet_libraries() -> None:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """A warning as one line (Python's default adds the source line that raised it)."""
+    return f"{category.__name__}: {' '.join(str(message).split())}\n"
 
 
 SIZE_UNITS = {"": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
@@ -228,7 +236,7 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.config)
     if args.max_population_chunk is not None and args.max_population_chunk < 1:
         raise ConfigError(f"--max-population-chunk must be at least 1, got {args.max_population_chunk}")
-    memory_limit = parse_size(args.memory_limit) if args.memory_limit else None
+    memory_limit = parse_size(args.memory_limit) if args.memory_limit is not None else None
     _enable_compilation_cache(args.compilation_cache)
     devices = _devices(args.devices)
     with lock_run_folder(run_dir):  # a second process on this folder is refused from here on
@@ -267,7 +275,7 @@ def _sweep(args: argparse.Namespace) -> int:
     _enable_compilation_cache(args.compilation_cache)
     summary = sweep(config, run_dir, trials=args.trials, batch=args.batch, storage=args.storage,
                     progress=not args.no_progress, devices=_devices(args.devices),
-                    memory_limit=parse_size(args.memory_limit) if args.memory_limit else None)
+                    memory_limit=parse_size(args.memory_limit) if args.memory_limit is not None else None)
     print(format_sweep(summary))
     return 0
 
@@ -401,10 +409,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxrl: error: {' '.join(str(error).split())}", file=sys.stderr)  # one line, always
         return 2
     except KeyboardInterrupt:
-        print("jaxrl: interrupted; a run continues from its last checkpoint when given the same command "
-              "again (or jaxrl train --resume RUN_DIR)", file=sys.stderr)
+        print("jaxrl: interrupted; the same command again continues the run from its last checkpoint (or starts it "
+              "over if it had none; also: jaxrl train --resume RUN_DIR)", file=sys.stderr)
         return 130
 
 
+def run() -> NoReturn:
+    """The `jaxrl` command: `main`, then exit. After Ctrl-C the process ends at once (every
+    run file is closed by then): interrupted mid-compile, XLA's compiler threads may still be
+    running, and tearing the interpreter down under them crashes (a segfault instead of 130)."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -41,6 +41,7 @@ WORDS = st.one_of(
                      "!!python/object:os.system", "'", '"', ": :", "- x", "|", "\x00", "é", "🚀", "../../etc/passwd"]),
 )
 VALUES = st.one_of(NUMBERS.map(str), WORDS, st.lists(NUMBERS.map(str), max_size=3).map(lambda v: f"[{', '.join(v)}]"))
+TINY = ["total_env_steps=4096", "env.num_envs=4", "algo.num_steps=32", "eval.episodes=2"]
 IDENT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=8)
 
 
@@ -74,7 +75,7 @@ def one_line(message: str) -> bool:
     return bool(message.strip()) and "\n" not in message.strip()
 
 
-@settings(max_examples=250, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=600, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_generated_overrides_are_refused_in_one_line_or_give_a_finite_config(data):
     name = data.draw(st.sampled_from(CONFIGS))
@@ -123,7 +124,7 @@ def refused(name: str, given_overrides: list[str]) -> bool:
     return False
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_the_cli_refuses_generated_bad_overrides_in_one_line_and_creates_nothing(data, tmp_path_factory):
     name = data.draw(st.sampled_from(CONFIGS))
@@ -140,7 +141,7 @@ def test_the_cli_refuses_generated_bad_overrides_in_one_line_and_creates_nothing
     assert sorted(p.name for p in root.iterdir()) == ["config.yaml"]
 
 
-@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(content=st.one_of(
     st.binary(max_size=200),
     st.text(max_size=200).map(lambda t: t.encode("utf-8")),
@@ -162,7 +163,7 @@ def test_the_cli_refuses_a_garbage_config_file_in_one_line(content, tmp_path_fac
     assert not (root / "run").exists() and config_file.read_bytes() == content
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(flag=st.sampled_from(["--seed", "--seeds", "--devices", "--max-population-chunk", "--memory-limit"]),
        value=st.one_of(st.integers(-2**80, 2**80).map(str), WORDS))
 def test_the_cli_refuses_generated_bad_flags_in_one_line(flag, value, tmp_path_factory):
@@ -175,6 +176,7 @@ def test_the_cli_refuses_generated_bad_flags_in_one_line(flag, value, tmp_path_f
           "--devices": lambda v: v is not None and 1 <= v <= jax.device_count(),
           "--max-population-chunk": lambda v: v is not None and v >= 1}
     assume(not (parses_as_size(value) if flag == "--memory-limit" else ok[flag](int_value)))  # valid: it would train
-    code, err = run_cli(["train", "ppo_cartpole", "--run-dir", str(root / "run"), "--no-progress", flag, value])
+    code, err = run_cli(["train", "ppo_cartpole", "--run-dir", str(root / "run"), "--no-progress", flag, value,
+                         *TINY])  # were a bad flag taken, the run would be short
     assert code == 2 and one_line(err) and "Traceback" not in err, (flag, value, err)
     assert not (root / "run").exists()

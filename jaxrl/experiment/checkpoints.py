@@ -9,6 +9,7 @@ land on the current device mesh.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import shutil
@@ -59,15 +60,19 @@ def with_empty(restored: Any, abstract: Any) -> Any:
 
 
 @contextlib.contextmanager
-def quiet_orbax() -> Iterator[None]:
-    """Silences the loggers orbax and its async machinery print through while reading a
-    checkpoint (a damaged one would print pages of absl/asyncio tracebacks before our line)."""
+def quiet_orbax(settle: float = 0.0) -> Iterator[None]:
+    """Silences what orbax and its async machinery print while reading a checkpoint: their
+    loggers, and the tracebacks tensorstore's threads print to stderr when their reads of a
+    damaged checkpoint finish after orbax gave up on it (pages of them before our one line).
+    `settle` seconds are waited inside, for those late reads."""
     loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "orbax", "jax._src.distributed")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.CRITICAL)
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+            time.sleep(settle)
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
@@ -95,6 +100,25 @@ def written_by(config: config_lib.Config) -> Callable[[int, dict], None]:
                               f"({', '.join(changed)}); put config.yaml back as the run had it (nothing was moved)")
 
     return check
+
+
+def check_written_by(directory: str | Path, config: config_lib.Config) -> None:
+    """Refuses (`ConfigError`, one line) resuming from `directory` when its newest checkpoint
+    with a readable progress record was written by a config `config` cannot continue: checked
+    before anything is compiled or restored."""
+    if not Path(directory).is_dir():
+        return
+    checkpointer, check = Checkpointer(directory, read_only=True), written_by(config)
+    try:
+        for step in reversed(checkpointer.steps()):
+            try:
+                progress = checkpointer.progress(step)
+            except Exception:  # damaged: `restore_latest` deals with it
+                continue
+            check(step, progress)
+            return
+    finally:
+        checkpointer.close()
 
 
 class Restored(NamedTuple):
@@ -171,6 +195,8 @@ class Checkpointer:
             except JaxrlError:
                 raise
             except Exception as error:  # orbax/tensorstore raise many types for bad files
+                with quiet_orbax(settle=1.0):  # its reads still in flight finish, silently
+                    pass
                 reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
                 failures.append((step, reason))
                 warnings.warn(f"checkpoint {self.directory / str(step)} is unreadable ({reason}); "

@@ -33,7 +33,7 @@ from jaxrl.experiment import population_ops
 from jaxrl.experiment.assemble import (  # noqa: F401  (make_env and Built: importable from here too)
     Built, build, fit_to_memory, make_env, make_population, members_per_call,
 )
-from jaxrl.experiment.checkpoints import Checkpointer, plain_config, written_by
+from jaxrl.experiment.checkpoints import Checkpointer, check_written_by, plain_config, written_by
 from jaxrl.experiment.loggers import make_loggers, require as require_loggers
 from jaxrl.runtime import CompileCacheStats, raise_if_interrupted
 from jaxrl.experiment.run_dir import (
@@ -532,6 +532,7 @@ def open_run(run_dir: str | Path, requested: Config | None = None, overrides: Se
         print(f"jaxrl: the run in {run_dir} stopped before its first checkpoint; starting it over",
               file=sys.stderr)
         return config, False
+    check_written_by(run_dir / "checkpoints", config)  # config.yaml edited since they were written
     if config != saved:
         write_config(run_dir, config)
     print(f"jaxrl: resuming the interrupted run in {run_dir}", file=sys.stderr)
