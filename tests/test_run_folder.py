@@ -200,3 +200,19 @@ def test_keep_last_holds_across_a_resume(tmp_path):
     assert checkpointer.steps() == [1, 4, 5]
     checkpointer.close()
     assert json.loads((directory / "5" / "metrics" / "metrics").read_text()) == {"score": -5.0}
+
+
+def test_train_into_a_folder_it_did_not_create_refuses_and_removes_nothing(tmp_path):
+    """The Python API: `train` into a finished run's folder is refused, and the cleanup that
+    removes what a refused new run wrote never touches a folder that was there before."""
+    from jaxrl.experiment.train import train
+
+    config = config_lib.load("ppo_cartpole", ["seeds=1", "total_env_steps=4096", "env.num_envs=4",
+                                              "algo.num_steps=32", "eval.episodes=1"])
+    run_dir = tmp_path / "finished"
+    write_unstarted_run(run_dir, config)
+    (run_dir / "summary.json").write_text("{}\n")
+    before = snapshot(run_dir)
+    with pytest.raises(RunDirError, match="already exists and is not empty"):
+        train(config, run_dir, progress=False)
+    assert snapshot(run_dir) == before

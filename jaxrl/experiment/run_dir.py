@@ -32,7 +32,7 @@ LOCK_NAME = ".jaxrl.lock"
 # What jaxrl writes into a run folder: only these are ever removed, when a run that stopped
 # before its first checkpoint is started over.
 RUN_FILES = ("config.yaml", "metrics.csv", "timings.jsonl", "summary.json", "checkpoints", "plots",
-             "videos", "tensorboard", "wandb", "evaluations", "metrics.tmp", "summary.tmp", "config.tmp")
+             "videos", "tensorboard", "wandb", "evaluations", "metrics.tmp", "summary.tmp", ".config.yaml.tmp")
 
 
 def create_run_dir(path: str | Path) -> Path:
@@ -47,6 +47,12 @@ def create_run_dir(path: str | Path) -> Path:
     except OSError as error:
         raise RunDirError(f"cannot create run folder {path}: {error.strerror}") from None
     return path
+
+
+def is_empty_folder(path: str | Path) -> bool:
+    """Whether `path` is missing or holds nothing but a run lock."""
+    path = Path(path)
+    return not path.exists() or (path.is_dir() and all(p.name == LOCK_NAME for p in path.iterdir()))
 
 
 def write_text(path: Path, text: str) -> None:

@@ -38,7 +38,7 @@ from jaxrl.experiment.loggers import make_loggers, require as require_loggers
 from jaxrl.runtime import CompileCacheStats, raise_if_interrupted
 from jaxrl.experiment.run_dir import (
     RUN_CONFIG_MARK, MetricsWriter, RunLock, append_jsonl, clear_unstarted, create_run_dir,
-    environment_versions, is_run_folder, read_metrics, truncate_metrics, write_json, write_text,
+    environment_versions, is_empty_folder, is_run_folder, read_metrics, truncate_metrics, write_json, write_text,
 )
 
 
@@ -297,6 +297,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
     shares compiled programs with earlier runs of the same program (see `jaxrl.members.Members`).
     """
     with lock_run_folder(run_dir):
+        fresh = not resume and distributed.is_primary() and is_empty_folder(run_dir)
         try:
             if sweep_lib.split(config.sweep)[1]:
                 return train_static_sweep(config, run_dir, progress=progress, devices=devices, resume=resume,
@@ -305,7 +306,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True,
                                   max_members_per_call=max_members_per_call, memory_limit=memory_limit,
                                   on_report=on_report, programs=programs)
         except JaxrlError:
-            if not resume and distributed.is_primary() and is_run_folder(run_dir) and not interrupted(run_dir):
+            if fresh and is_run_folder(run_dir) and not interrupted(run_dir):
                 clear_unstarted(Path(run_dir))  # a new run refused on the way leaves nothing behind
             raise
 
@@ -527,15 +528,19 @@ def open_run(run_dir: str | Path, requested: Config | None = None, overrides: Se
         raise ConfigError(f"cannot resume {run_dir}: the config differs from the run's in {', '.join(changed)}; "
                           f"only eval.*, checkpoint.*, loggers, wandb.*, env.num_workers and env.step_timeout "
                           f"may change. Start a new run with another --run-dir")
-    if not interrupted(run_dir):  # nothing to resume: what it logged is redone exactly
-        clear_unstarted(run_dir)
-        print(f"jaxrl: the run in {run_dir} stopped before its first checkpoint; starting it over",
-              file=sys.stderr)
+    primary, started = distributed.is_primary(), interrupted(run_dir)
+    distributed.barrier("run folder read")  # every process decides on the same folder; 0 changes it
+    if not started:  # stopped before its first checkpoint: what it logged is redone exactly
+        if primary:
+            clear_unstarted(run_dir)
+            print(f"jaxrl: the run in {run_dir} stopped before its first checkpoint; starting it over",
+                  file=sys.stderr)
         return config, False
     check_written_by(run_dir / "checkpoints", config)  # config.yaml edited since they were written
-    if config != saved:
-        write_config(run_dir, config)
-    print(f"jaxrl: resuming the interrupted run in {run_dir}", file=sys.stderr)
+    if primary:
+        if config != saved:
+            write_config(run_dir, config)
+        print(f"jaxrl: resuming the interrupted run in {run_dir}", file=sys.stderr)
     return config, True
 
 

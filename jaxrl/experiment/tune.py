@@ -30,7 +30,7 @@ from jaxrl import sweep as sweep_lib
 from jaxrl.analysis import aggregate, iqm
 from jaxrl.config import Config, dump
 from jaxrl.errors import ConfigError, RunDirError
-from jaxrl.experiment.run_dir import create_run_dir, environment_versions, read_metrics, write_json
+from jaxrl.experiment.run_dir import RunLock, create_run_dir, environment_versions, read_metrics, write_json
 from jaxrl.runtime import raise_if_interrupted
 
 STUDY_NAME = "jaxrl-sweep"
@@ -346,7 +346,13 @@ def sweep(config: Config, run_dir: str | Path, *, trials: int, batch: int | None
     if not 1 <= batch <= trials:
         raise ConfigError(f"--batch {batch} must lie between 1 and --trials {trials} (a batch is "
                           f"the number of trials trained together)")
-    run_dir = Path(run_dir)
+    with RunLock(Path(run_dir)):  # a second `jaxrl sweep` on this folder is refused
+        return _sweep(config, Path(run_dir), trials, batch, storage, progress, train_kwargs)
+
+
+def _sweep(config: Config, run_dir: Path, trials: int, batch: int, storage: str | None,
+           progress: bool, train_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`sweep` in its locked folder: interrupted batches first, then new ones until done."""
     state = _open(config, run_dir, trials, batch, storage)
     start = time.perf_counter()
     _orphans_failed(state)
