@@ -216,3 +216,13 @@ def test_train_into_a_folder_it_did_not_create_refuses_and_removes_nothing(tmp_p
     with pytest.raises(RunDirError, match="already exists and is not empty"):
         train(config, run_dir, progress=False)
     assert snapshot(run_dir) == before
+
+
+def test_a_record_torn_by_a_kill_is_dropped_before_appending_again(tmp_path):
+    from jaxrl.experiment.run_dir import append_jsonl, drop_torn_line
+
+    path = tmp_path / "timings.jsonl"
+    path.write_text('{"event": "chunk", "update": 1}\n{"event": "ch')
+    drop_torn_line(path)
+    append_jsonl(path, {"event": "resume"})
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == ["chunk", "resume"]

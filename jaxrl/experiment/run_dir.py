@@ -204,6 +204,16 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def drop_torn_line(path: Path) -> None:
+    """Cuts an appended file back to its last complete line (a kill can stop a write midway)."""
+    if not path.is_file():
+        return
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(record) + "\n")

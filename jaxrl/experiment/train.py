@@ -37,7 +37,7 @@ from jaxrl.experiment.checkpoints import Checkpointer, check_written_by, plain_c
 from jaxrl.experiment.loggers import make_loggers, require as require_loggers
 from jaxrl.runtime import CompileCacheStats, raise_if_interrupted
 from jaxrl.experiment.run_dir import (
-    RUN_CONFIG_MARK, MetricsWriter, RunLock, append_jsonl, clear_unstarted, create_run_dir,
+    RUN_CONFIG_MARK, MetricsWriter, RunLock, append_jsonl, clear_unstarted, create_run_dir, drop_torn_line,
     environment_versions, is_empty_folder, is_run_folder, read_metrics, truncate_metrics, write_json, write_text,
 )
 
@@ -142,8 +142,10 @@ class _RunRecord:
         append_jsonl(self.out_dir / "timings.jsonl", {"event": name, **fields})
 
     def resumed(self, updates_done: int) -> None:
-        """Continuing after `updates_done` updates: metrics.csv loses the rows logged after that."""
+        """Continuing after `updates_done` updates: metrics.csv loses the rows logged after that
+        (and timings.jsonl a record a kill cut short, so the next one starts on its own line)."""
         self.metrics.columns = truncate_metrics(self.out_dir / "metrics.csv", updates_done)
+        drop_torn_line(self.out_dir / "timings.jsonl")
         self.last_updates = updates_done
         self.bar.skip(updates_done)
         self.event("resume", from_update=updates_done)
