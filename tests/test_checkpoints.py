@@ -209,17 +209,19 @@ def test_a_second_process_is_refused_and_a_run_stopped_before_its_first_checkpoi
     command again starts the run over."""
     run_dir = tmp_path / "run"
     args = [*RUN, "total_env_steps=8192", "checkpoint.every_env_steps=0", "--run-dir", str(run_dir)]
-    # without the compilation cache the first compiles for ~20 s: the second comes while it trains
+    # without the compilation cache the first compiles for ~20 s: Ctrl-C lands before its end
     first = subprocess.Popen(command("train", *args, "--compilation-cache", "off"), cwd=ROOT, env=env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not (run_dir / "config.yaml").exists():
             time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)  # paused, it holds its lock however long the others take
         for second in (["train", *args], ["train", "--resume", str(run_dir)]):
             done = run_cli(*second, timeout=120)
             assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
             assert f"is in use by jaxrl process {first.pid} on " in done.stderr, done.stderr
+        first.send_signal(signal.SIGCONT)
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=120)
     finally:
