@@ -60,11 +60,10 @@ def with_empty(restored: Any, abstract: Any) -> Any:
 
 
 @contextlib.contextmanager
-def quiet_orbax(settle: float = 0.0) -> Iterator[None]:
+def quiet_orbax() -> Iterator[None]:
     """Silences what orbax and its async machinery print while reading a checkpoint: their
     loggers, and the tracebacks tensorstore's threads print to stderr when their reads of a
-    damaged checkpoint finish after orbax gave up on it (pages of them before our one line).
-    `settle` seconds are waited inside, for those late reads."""
+    damaged checkpoint finish after orbax gave up on it (pages of them before our one line)."""
     loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "orbax", "jax._src.distributed")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -72,7 +71,6 @@ def quiet_orbax(settle: float = 0.0) -> Iterator[None]:
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             yield
-            time.sleep(settle)
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
@@ -195,8 +193,8 @@ class Checkpointer:
             except JaxrlError:
                 raise
             except Exception as error:  # orbax/tensorstore raise many types for bad files
-                with quiet_orbax(settle=1.0):  # its reads still in flight finish, silently
-                    pass
+                with quiet_orbax():  # its reads still in flight finish, silently
+                    time.sleep(1.0)
                 reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
                 failures.append((step, reason))
                 warnings.warn(f"checkpoint {self.directory / str(step)} is unreadable ({reason}); "

@@ -32,7 +32,7 @@ LOCK_NAME = ".jaxrl.lock"
 # What jaxrl writes into a run folder: only these are ever removed, when a run that stopped
 # before its first checkpoint is started over.
 RUN_FILES = ("config.yaml", "metrics.csv", "timings.jsonl", "summary.json", "checkpoints", "plots",
-             "videos", "tensorboard", "wandb", "evaluations", "metrics.tmp", "summary.tmp", ".config.yaml.tmp")
+             "videos", "tensorboard", "wandb", "evaluations", "metrics.tmp", ".summary.json.tmp", ".config.yaml.tmp")
 
 
 def create_run_dir(path: str | Path) -> Path:
@@ -220,9 +220,7 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, str]]:

@@ -37,7 +37,7 @@ from jaxrl.experiment.checkpoints import Checkpointer, check_written_by, plain_c
 from jaxrl.experiment.loggers import make_loggers, require as require_loggers
 from jaxrl.runtime import CompileCacheStats, raise_if_interrupted
 from jaxrl.experiment.run_dir import (
-    RUN_CONFIG_MARK, MetricsWriter, RunLock, append_jsonl, clear_unstarted, create_run_dir, drop_torn_line,
+    RUN_CONFIG_MARK, MetricsWriter, RunLock, append_jsonl, clear_unstarted, create_run_dir, drop_torn_line, has_checkpoint,
     environment_versions, is_empty_folder, is_run_folder, read_metrics, truncate_metrics, write_json, write_text,
 )
 
@@ -496,8 +496,7 @@ def interrupted(run_dir: str | Path) -> bool:
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or (run_dir / "summary.json").exists():
         return False
-    checkpoints = run_dir / "checkpoints"
-    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+    if has_checkpoint(run_dir):
         return True
     return any((p / "config.yaml").is_file() for p in run_dir.iterdir() if p.is_dir())
 
