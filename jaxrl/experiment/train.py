@@ -518,6 +518,7 @@ def open_run(run_dir: str | Path, requested: Config | None = None, overrides: Se
         if resume or requested is None:
             raise RunDirError(f"{run_dir} is not a jaxrl run folder (no config.yaml and run files); "
                               f"--resume takes the folder of an earlier `jaxrl train`")
+        distributed.barrier("run folder read")  # no process creates it before every process has looked
         return requested, False
     if (run_dir / "summary.json").exists():
         raise RunDirError(f"run folder {run_dir} already exists and its run already finished (it has "
