@@ -41,6 +41,12 @@ class EnvConfig:
     backend: str = "auto"
     num_workers: int = 0  # host envs: worker processes (EnvPool: threads); 0: one per core
     step_timeout: float = 60.0  # host envs: seconds before a silent worker counts as hung
+    # host envs: each member's envs step in this many groups in turns, so the simulators step
+    # one group while the device chooses another's actions (1: lockstep; 0: 2 when they split evenly)
+    host_groups: int = 0
+    # host envs, replay learners (DQN): the gradient steps of one update run while the envs
+    # step the next rollout, which acts with the networks from before them (one update behind)
+    learn_while_stepping: bool = False
 
     def __post_init__(self):
         if not self.id.strip():
@@ -54,6 +60,9 @@ class EnvConfig:
         if not 0 <= self.num_workers <= MAX_NUM_WORKERS:
             raise ConfigError(f"env.num_workers must be >= 0 (0: one per core) and at most "
                               f"{MAX_NUM_WORKERS}, got {self.num_workers:,}")
+        if not 0 <= self.host_groups <= MAX_NUM_ENVS:
+            raise ConfigError(f"env.host_groups must be 0 (automatic) or the number of groups a member's envs "
+                              f"step in, at most {MAX_NUM_ENVS:,}, got {self.host_groups:,}")
         if not 0 < self.step_timeout <= MAX_STEP_TIMEOUT:
             raise ConfigError(f"env.step_timeout must be positive seconds, at most {MAX_STEP_TIMEOUT:g} "
                               f"(a day), got {self.step_timeout:g}")
@@ -659,10 +668,21 @@ RESUMABLE_CHANGES = ("eval.", "checkpoint.", "loggers", "wandb.", "env.num_worke
 FIXED_ON_RESUME = ("checkpoint.replay_buffer",)  # decides what the saved checkpoints hold
 
 
+def _flat_with_defaults(config: Config | dict) -> dict[str, Any]:
+    """A config's flat keys; a dict (a config recorded by an earlier jaxrl) gets the defaults
+    of keys added since, so a new key left at its default is no change."""
+    if isinstance(config, dict):
+        try:
+            config = from_dict(config)
+        except ConfigError:
+            return flatten(config)
+    return flatten(to_dict(config))
+
+
 def state_breaking_changes(saved: Config | dict, requested: Config | dict) -> list[str]:
     """Keys whose values differ between two configs (or their `to_dict` forms) in a way a
     saved state cannot follow."""
-    old, new = (flatten(c if isinstance(c, dict) else to_dict(c)) for c in (saved, requested))
+    old, new = (_flat_with_defaults(c) for c in (saved, requested))
     return sorted(f"{key} ({old.get(key)!r} -> {new.get(key)!r})"
                   for key in set(old) | set(new)
                   if old.get(key) != new.get(key)

@@ -1,16 +1,34 @@
 """The population driver for envs stepped on the host (gymnasium worker processes, EnvPool).
 
-The same algorithms through the same rollout contract (`jaxrl.rollout`): every env step
-makes one compiled call of the algorithm's `policy` for the whole population (P members x E
-envs each, keys spent as `rollout.step_keys` spends them) and one step of a host vector env
-of P * E envs; every update ends with one compiled `learn` call on the collected `Steps` —
-the very functions the jittable `update` is built from. While the
-workers step, the host files the previous decision away (step_async / step_wait), so that
-bookkeeping overlaps env stepping. `HostPopulation` is a `population.Driver` like
-`Population`, composing the same `jaxrl.members.Members` (mesh, placement, compiled-program
-cache, data-parallel mode), so `population.Run` drives it chunk by chunk with the same
-reports, evaluation, checkpoints and resume; env state lives in other processes, so a resumed
-run restarts its envs from fresh seeds (and the algorithm closes anything that spanned the reset).
+The same algorithms through the same rollout contract (`jaxrl.rollout`): the envs step outside
+JAX, the compiled `policy` of the whole population chooses their actions, and every update ends
+with one compiled `learn` on the collected `Steps` — the very functions the jittable `update`
+is built from.
+
+Overlap. Each member's E envs are split into `groups` (G) equal groups, each a host vector env
+of its own (P members x E/G envs). The groups step in turns: while group g's simulators step,
+the device chooses the next actions of the group that has just come back, so neither the
+simulators nor the device wait for each other (G = 1: strict lockstep, act -> step -> act).
+Every env still takes T steps per update and `learn` gets the same [T, E] batch, all acted
+on by the same networks; only the random stream differs from G = 1 (one policy key per group
+and step), so a run is reproducible for its (seed, groups).
+
+Host work per step is a few numpy copies: the rollout is written in place into preallocated
+host arrays (two, used in turns, so a `learn` still reading one never sees it rewritten) and
+sent to the device once per update; per-update metrics stay on the device until the chunk ends.
+
+Replay learners (`learn_while_stepping`, algorithms with a replay buffer only): the gradient
+steps of update u run on the device while the envs step rollout u + 1, which is therefore acted
+on by the networks from before update u's gradient steps (one update behind the strict order,
+and with its exploration schedule one update behind too). Every rollout is still stored and
+learned from exactly once, in order; a chunk ends with all its rollouts learned, so checkpoints
+and chunk boundaries are unchanged.
+
+`HostPopulation` is a `population.Driver` like `Population`, composing the same
+`jaxrl.members.Members` (mesh, placement, compiled-program cache, data-parallel mode), so
+`population.Run` drives it chunk by chunk with the same reports, evaluation, checkpoints and
+resume; env state lives in other processes, so a resumed run restarts its envs from fresh
+seeds (and the algorithm closes anything that spanned the reset).
 """
 
 from __future__ import annotations
@@ -24,12 +42,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.algos.base import Algorithm
-from jaxrl.envs.host.common import HostVecEnv
+from jaxrl.envs.host.common import HostStep, HostVecEnv
 from jaxrl.members import Members
 from jaxrl.population import reduce_chunk
 from jaxrl.rollout import Steps, reset_key, step_keys
 
 TRAIN_STREAM, RESUME_STREAM, GROUP_STREAM = 0, 1, 2
+LAGGED_ACT_STREAM = 0x6C6167  # acting keys of a rollout taken while the previous update learns
 
 
 def env_seeds(seed: int, stream: int, member: int, index: int, count: int) -> np.ndarray:
@@ -37,32 +56,86 @@ def env_seeds(seed: int, stream: int, member: int, index: int, count: int) -> np
     return np.random.SeedSequence([seed, stream, member, index]).generate_state(count).astype(np.int64)
 
 
-class HostPopulation:
-    """A `population.Driver` over a host vector env (see the module docstring).
+def host_groups(requested: int, envs_per_member: int) -> int:
+    """The env groups that step in turns: `requested`, or (0) two when the envs split evenly."""
+    if requested:
+        return requested
+    return 2 if envs_per_member % 2 == 0 else 1
 
-    `open_env(n)` starts a host vector env of n envs; the training env (members x
-    `envs_per_member`) opens with the population, the evaluation env (members x
-    `eval_episodes`) at the first evaluation. `close` stops both. The members are never padded
-    (a padding member would step envs for no one) nor split into calls.
+
+class TimeSplit:
+    """Where the host loop's training time goes: waiting on the envs, waiting on the device,
+    and the rest (host work: copies, dispatch, Python)."""
+
+    def __init__(self) -> None:
+        self.env = self.device = self.total = 0.0
+
+    def add_total(self, seconds: float) -> None:
+        self.total += seconds
+
+    def take(self) -> dict[str, float]:
+        """Seconds of each share since the last call."""
+        split = {"env_wait": self.env, "device_wait": self.device,
+                 "host": max(self.total - self.env - self.device, 0.0)}
+        self.env = self.device = self.total = 0.0
+        return split
+
+
+class RolloutBuffer:
+    """One update's `Steps` in host memory, [P, T, E, ...], written in place group by group."""
+
+    def __init__(self, abstract: Steps):
+        self.steps = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
+
+    def decision(self, t: int, envs: slice, obs: np.ndarray, record: Any) -> None:
+        """The observations a group acted on at step t, and what its policy recorded."""
+        self.steps.obs[:, t, envs] = obs
+        jax.tree.map(lambda buf, x: buf.__setitem__((slice(None), t, envs), x), self.steps.record, record)
+
+    def outcome(self, t: int, envs: slice, result: HostStep, num_members: int) -> None:
+        """What the group's envs returned at step t (flat [P * E/G] arrays)."""
+        for name in ("reward", "terminated", "truncated", "final_obs", "episode_done", "episode_return",
+                     "episode_length"):
+            value = getattr(result, name)
+            getattr(self.steps, name)[:, t, envs] = value.reshape((num_members, -1) + value.shape[1:])
+
+
+class HostPopulation:
+    """A `population.Driver` over host vector envs (see the module docstring).
+
+    `open_env(n)` starts a host vector env of n envs; the training envs (`groups` of members x
+    `envs_per_member / groups`) open with the population, the evaluation env (members x
+    `eval_episodes`) at the first evaluation. `close` stops them all. The members are never
+    padded (a padding member would step envs for no one) nor split into calls.
     """
 
     def __init__(self, algo: Algorithm, num_members: int, *, open_env: Callable[[int], HostVecEnv],
                  observation_space: Any, envs_per_member: int, seed: int = 0, eval_episodes: int = 0,
                  eval_max_steps: int = 1000, deterministic: bool = True,
                  devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None,
-                 data_parallel: bool = False, programs: dict | None = None):
+                 data_parallel: bool = False, programs: dict | None = None, groups: int = 1,
+                 learn_while_stepping: bool = False):
+        if groups < 1 or envs_per_member % groups:
+            raise ValueError(f"groups={groups} must divide the {envs_per_member} envs of each member")
+        if learn_while_stepping and algo.spec.replay_field is None:
+            raise ValueError(f"learn_while_stepping needs a replay learner; {algo.name} learns from "
+                             f"the rollout it just collected")
         self.members = Members(algo, num_members, devices=devices, pad=False, seed_index=seed_index,
                                data_parallel=data_parallel, programs=programs)
         self.algo, self.num_members = self.members.algo, num_members
         self.open_env, self.seed = open_env, seed
         self.observation_space = observation_space
         self.envs_per_member, self.eval_episodes = envs_per_member, eval_episodes
+        self.groups, self.learn_while_stepping = groups, learn_while_stepping
+        self.group_slices = [slice(g * envs_per_member // groups, (g + 1) * envs_per_member // groups)
+                             for g in range(groups)]
         self.eval_max_steps, self.can_evaluate = eval_max_steps, eval_episodes > 0
-        self.env: HostVecEnv | None = None
+        self.envs: list[HostVecEnv] = []
         self.eval_env: HostVecEnv | None = None
-        self._obs: np.ndarray | None = None
+        self._obs: list[np.ndarray] | None = None  # per group, [P, E/G, ...]
         self._updates: int | None = None
-        self._env_seconds = 0.0
+        self._buffers: list[RolloutBuffer] = []
+        self._time = TimeSplit()
         self._compiled_act = self._compiled_learn = None  # set by `compile`
         self._build(deterministic)
 
@@ -70,26 +143,37 @@ class HostPopulation:
         """The jitted pieces of `self.algo` (data-parallel: its gradient-syncing rebuild)."""
         algo, per_member = self.algo, self.members.per_member
 
-        def act(state, obs, hp):  # one env step's decision; the key goes back, not the state,
-            key, act_key, _ = step_keys(state.key)  # so a call never copies replay buffers
-            env_action, record = algo.policy(state, obs, act_key, hp)
+        def act(view, obs, hp):  # one group's decision; the key goes back, not the state
+            key, act_key, _ = step_keys(view.key)
+            env_action, record = algo.policy(view, obs, act_key, hp)
             return key, env_action, record
+
+        def lagged_view(view):  # a copy that outlives the state `learn` is about to consume
+            view = jax.tree.map(jnp.copy, view)
+            return view._replace(key=jax.random.fold_in(view.key, LAGGED_ACT_STREAM))
 
         def eval_act(state, obs, key, step):
             key = jax.random.fold_in(key, step)  # a fresh key per step, inside the compiled call
             return algo.act(algo.policy_params(state), obs, key, deterministic)
 
         self._act = per_member(act, 3)
+        self._lagged_view = per_member(lagged_view, 1)
         self._spend_reset_key = per_member(lambda key: reset_key(key)[0], 1)
         self._learn = per_member(algo.learn, 3, donate=True)
         self._after_reset = per_member(algo.after_env_reset, 1, donate=True)
         self._eval_act = per_member(eval_act, 4)
 
+    def _view(self, state: Any) -> Any:
+        """What the policy may read of the state: all of it but the replay buffer."""
+        field = self.algo.spec.replay_field
+        return state if field is None else state._replace(**{field: None})
+
     # ---- envs ---------------------------------------------------------------------------
-    def _open(self) -> HostVecEnv:
-        if self.env is None:
-            self.env = self.open_env(self.num_members * self.envs_per_member)
-        return self.env
+    def _open(self) -> list[HostVecEnv]:
+        if not self.envs:
+            per_group = self.num_members * (self.envs_per_member // self.groups)
+            self.envs = [self.open_env(per_group) for _ in range(self.groups)]
+        return self.envs
 
     def _by_member(self, flat: np.ndarray) -> np.ndarray:
         return flat.reshape((self.num_members, -1) + flat.shape[1:])
@@ -100,13 +184,14 @@ class HostPopulation:
         count = self.envs_per_member // groups
         seeds = np.stack([np.repeat(env_seeds(self.seed, stream, int(m), index, count), groups)
                           for m in self.members.seed_index])  # a member's envs follow its seed, not its setting
-        self._obs = self._by_member(self._open().reset(seeds.reshape(-1)))
+        self._obs = [self._by_member(env.reset(seeds[:, envs].reshape(-1)))
+                     for env, envs in zip(self._open(), self.group_slices)]
 
     def close(self) -> None:
-        for env in (self.env, self.eval_env):
+        for env in (*self.envs, self.eval_env):
             if env is not None:
                 env.close()
-        self.env = self.eval_env = None
+        self.envs, self.eval_env = [], None
 
     # ---- the Driver interface -----------------------------------------------------------
     def init(self, keys: chex.Array, hparams: Any) -> Any:
@@ -123,12 +208,15 @@ class HostPopulation:
 
     def compile(self, state: Any, hparams: Any) -> float:
         """Compiles act, learn and (with evaluation) the greedy act ahead of the first chunk."""
-        members = self.members
-        obs = self._abstract_obs(self.envs_per_member)
-        self._compiled_act = members.compiled("act", self._act, state, obs, hparams)
-        _, env_action, record = jax.eval_shape(self._act, state, obs, hparams)
-        self._compiled_learn = members.compiled("learn", self._learn, state,
-                                                self._abstract_steps(obs, record), hparams)
+        members, view = self.members, self._view(state)
+        obs = self._abstract_obs(self.envs_per_member // self.groups)
+        self._compiled_act = members.compiled("act", self._act, view, obs, hparams)
+        if self.learn_while_stepping:
+            members.compiled("lagged_view", self._lagged_view, view)
+        _, _, record = jax.eval_shape(self._act, view, obs, hparams)
+        steps = self._abstract_steps(self._abstract_obs(self.envs_per_member), record)
+        self._compiled_learn = members.compiled("learn", self._learn, state, steps, hparams)
+        self._buffers = [RolloutBuffer(steps) for _ in range(2)]
         if self.can_evaluate:
             keys = members.place(jnp.zeros((self.num_members, 2), jnp.uint32))
             members.compiled("eval_act", self._eval_act, state,
@@ -136,8 +224,10 @@ class HostPopulation:
         return members.compile_seconds
 
     def _abstract_steps(self, obs: jax.ShapeDtypeStruct, record: Any) -> Steps:
+        """[P, T, E, ...] shapes of one update's `Steps` (records given for one group)."""
+        envs, steps = self.envs_per_member, self.algo.spec.rollout_steps
         time_major = lambda s: jax.ShapeDtypeStruct(  # noqa: E731  [P, E, ...] -> [P, T, E, ...]
-            s.shape[:1] + (self.algo.spec.rollout_steps,) + s.shape[1:], s.dtype, sharding=self.members.sharding)
+            s.shape[:1] + (steps, envs) + s.shape[2:], s.dtype, sharding=self.members.sharding)
         flag = jax.ShapeDtypeStruct(obs.shape[:2], jnp.bool_)
         return Steps(time_major(obs), jax.tree.map(time_major, record),
                      time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.float32)),
@@ -147,60 +237,95 @@ class HostPopulation:
 
     def train_chunk(self, state: Any, hparams: Any, num_updates: int) -> tuple[Any, dict]:
         """`num_updates` updates of every member, each a host rollout then one `learn`."""
+        start = time.perf_counter()
+        state, metrics = self._train_chunk(state, hparams, num_updates)
+        self._time.add_total(time.perf_counter() - start)
+        return state, metrics
+
+    def _train_chunk(self, state: Any, hparams: Any, num_updates: int) -> tuple[Any, dict]:
         if self._updates is None:  # continuing a restored run: its envs are gone
             self._updates = int(np.asarray(jax.device_get(state.update_step)).reshape(-1)[0])
             if not self.algo.spec.reset_groups:
                 self._reset(RESUME_STREAM, self._updates)
                 state = self._after_reset(state)
-        sums: dict[str, np.ndarray] = {}
-        counts: dict[str, np.ndarray] = {}
+        metrics, waiting = [], None  # waiting: a collected rollout not yet learned from (lagged)
         for _ in range(num_updates):
             if self.algo.spec.reset_groups:  # fresh grouped resets, a reset key spent as on device
                 self._reset(GROUP_STREAM, self._updates)
                 state = state._replace(key=self._spend_reset_key(state.key))
-            state, metrics = self._one_update(state, hparams)
-            for name, value in jax.device_get(metrics).items():
+            buffer = self._buffers[self._updates % 2]
+            if waiting is not None:  # learn from the last rollout while acting with a copy from before
+                view = self._lagged_view(self._view(state))
+                state, update_metrics = self._compiled_learn(state, waiting, hparams)
+                metrics.append(update_metrics)
+                self._rollout(view, hparams, buffer)
+            else:
+                state = state._replace(key=self._rollout(self._view(state), hparams, buffer).key)
+            steps = self.members.place(buffer.steps)
+            if self.learn_while_stepping:
+                waiting = steps
+            else:
+                state, update_metrics = self._compiled_learn(state, steps, hparams)
+                metrics.append(update_metrics)
+            self._updates += 1
+        if waiting is not None:
+            state, update_metrics = self._compiled_learn(state, waiting, hparams)
+            metrics.append(update_metrics)
+        return state, self._reduce(metrics)
+
+    def _reduce(self, metrics: list[dict]) -> dict:
+        """The chunk's per-update metrics, fetched once and reduced as `reduce_chunk` does."""
+        start = time.perf_counter()
+        fetched = jax.device_get(metrics)
+        self._time.device += time.perf_counter() - start
+        sums: dict[str, np.ndarray] = {}
+        counts: dict[str, np.ndarray] = {}
+        for update in fetched:
+            for name, value in update.items():
                 value = np.asarray(value, np.float64)
                 defined = ~np.isnan(value)
                 sums[name] = sums.get(name, 0.0) + np.where(defined, value, 0.0)
                 counts[name] = counts.get(name, 0.0) + defined
-            self._updates += 1
-        return state, reduce_chunk(sums, counts)
+        return reduce_chunk(sums, counts)
 
-    def _one_update(self, state: Any, hparams: Any) -> tuple[Any, dict]:
-        """One host rollout of `rollout_steps` env steps, then one `learn` (after `compile`)."""
-        place, act, learn = self.members.place, self._compiled_act, self._compiled_learn
-        obs_seq, records, results = [], [], []
-        for _ in range(self.algo.spec.rollout_steps):
-            obs = self._obs
-            key, env_action, record = act(state, place(obs), hparams)
-            state = state._replace(key=key)
-            env_action = np.asarray(env_action)
+    def _rollout(self, view: Any, hparams: Any, buffer: RolloutBuffer) -> Any:
+        """`rollout_steps` steps of every env into `buffer`, the groups stepping in turns (see
+        the module docstring); returns `view` with its key advanced past the rollout."""
+        steps, envs, timer = self.algo.spec.rollout_steps, self._open(), self._time
+        act, place = self._compiled_act, self.members.place
+
+        def decide(group: int, t: int) -> None:  # group's actions for step t, sent to its envs
+            nonlocal view
+            obs = self._obs[group]
+            key, env_action, record = act(view, place(obs), hparams)
+            view = view._replace(key=key)
             start = time.perf_counter()
-            self.env.step_async(env_action.reshape((-1,) + env_action.shape[2:]))
-            self._env_seconds += time.perf_counter() - start
-            obs_seq.append(obs)  # while the workers step
-            records.append(record)
-            start = time.perf_counter()
-            result = self.env.step_wait()
-            self._env_seconds += time.perf_counter() - start
-            results.append(result)
-            self._obs = self._by_member(result.obs)
-        along_time = lambda *xs: np.stack(xs, axis=1)  # noqa: E731  [P, E] x T -> [P, T, E]
-        field = lambda name: along_time(*(self._by_member(getattr(r, name)) for r in results))  # noqa: E731
-        steps = Steps(along_time(*obs_seq), jax.tree.map(lambda *x: jnp.stack(x, axis=1), *records),
-                      field("reward"), field("terminated"), field("truncated"), field("final_obs"),
-                      field("episode_done"), field("episode_return"), field("episode_length"))
-        return learn(state, place(steps), hparams)
+            env_action, record = jax.device_get((env_action, record))
+            timer.device += time.perf_counter() - start
+            envs[group].step_async(env_action.reshape((-1,) + env_action.shape[2:]))
+            buffer.decision(t, self.group_slices[group], obs, record)  # while the envs step
+
+        for group in range(self.groups):
+            decide(group, 0)
+        for t in range(steps):
+            for group, env in enumerate(envs):
+                start = time.perf_counter()
+                result = env.step_wait()
+                timer.env += time.perf_counter() - start
+                buffer.outcome(t, self.group_slices[group], result, self.num_members)
+                self._obs[group] = self._by_member(result.obs)
+                if t + 1 < steps:
+                    decide(group, t + 1)
+        return view
 
     def _steps(self, t: int) -> Any:
         """Step index `t` for every member, placed like the population's other inputs."""
         return self.members.place(np.full(self.num_members, t, np.int32))
 
-    def take_env_seconds(self) -> float | None:
-        """Seconds spent waiting on env stepping since the last call."""
-        seconds, self._env_seconds = self._env_seconds, 0.0
-        return seconds
+    def take_time_split(self) -> dict[str, float] | None:
+        """Seconds since the last call spent waiting on the envs, on the device, and on the
+        host's own work (`TimeSplit`)."""
+        return self._time.take()
 
     def evaluate(self, state: Any, keys: chex.Array) -> np.ndarray:
         """One episode per eval env ([members, eval_episodes] returns), on envs apart from

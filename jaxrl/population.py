@@ -48,7 +48,8 @@ class ChunkReport(NamedTuple):
     metrics: dict[str, np.ndarray]
     eval_returns: np.ndarray | None  # [P, episodes] when evaluated after this chunk
     eval_seconds: float = 0.0
-    env_seconds: float | None = None  # host envs: time spent stepping them (None: jittable)
+    # host envs: seconds spent waiting on the envs, on the device, and on host work (None: jittable)
+    time_split: dict[str, float] | None = None
 
 
 class RunResult(NamedTuple):
@@ -141,8 +142,9 @@ class Driver(Protocol):
         """Evaluation returns of the real members, [num_members, episodes]."""
         ...
 
-    def take_env_seconds(self) -> float | None:
-        """Env-stepping seconds since the last call; None: envs step inside the program."""
+    def take_time_split(self) -> dict[str, float] | None:
+        """Seconds since the last call waiting on envs / device and on host work (host envs);
+        None: the envs step inside the program."""
         ...
 
     def close(self) -> None:
@@ -240,7 +242,7 @@ class Population:
         Metrics come back for the padded population (`members.unpad` them)."""
         return self.members.call("chunk", self._chunk, (state, hparams), (jnp.int32(num_updates),))
 
-    def take_env_seconds(self) -> float | None:
+    def take_time_split(self) -> dict[str, float] | None:
         """None: the envs step inside the compiled program."""
         return None
 
@@ -330,7 +332,7 @@ class Run:
             self._steady_seconds += seconds
             self._steady_steps += count * self.algo.env_steps_per_update * members.num_members
         self.updates_done += count
-        env_seconds = driver.take_env_seconds()
+        time_split = driver.take_time_split()
         last = index == self.num_chunks - 1
         eval_returns, eval_seconds = None, 0.0
         if driver.can_evaluate and (last or (self.eval_every_chunks and (index + 1) % self.eval_every_chunks == 0)):
@@ -341,7 +343,7 @@ class Run:
                 self.final_eval_returns = eval_returns
         report = ChunkReport(index, self.updates_done, self.updates_done * self.algo.env_steps_per_update,
                              seconds, {k: np.asarray(v) for k, v in metrics.items()}, eval_returns,
-                             eval_seconds, env_seconds)
+                             eval_seconds, time_split)
         self.reports.append(report)
         return report
 

@@ -39,12 +39,10 @@ def test_grpo_groups_start_from_identically_seeded_resets():
         state = pop.init(population.stream_keys(0, 2, population.INIT_STREAM), hparams)
         assert pop._obs is None  # grouped runs reset at each update, not at init
         pop.compile(state, hparams)
-        pop._updates = 0
         firsts = []
         for update in range(2):
-            pop._reset(2, update)
-            firsts.append(pop._obs.copy())
-            state, metrics = pop._one_update(state, hparams)
+            state, metrics = pop.train_chunk(state, hparams, 1)
+            firsts.append(pop._buffers[update % 2].steps.obs[:, 0].copy())  # what the update acted on first
         for obs in firsts:  # [members, B * G, 4]
             groups = obs.reshape(2, 2, 3, 4)
             assert np.all(groups == groups[:, :, :1])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,42 @@ def run_folder_facts(run_dir: Path) -> dict[str, Any]:
     records = [json.loads(line) for line in (run_dir / "timings.jsonl").read_text().splitlines() if line]
     folders = [p for p in (run_dir / "checkpoints").iterdir() if p.is_dir() and p.name.isdigit()] \
         if (run_dir / "checkpoints").is_dir() else []
+    chunks = [r for r in records if r["event"] == "chunk"]
+    shares = ("env_wait_seconds", "device_wait_seconds", "host_seconds")
+    split = {share: sum(c[share] for c in chunks[1:]) for share in shares} if chunks and shares[0] in chunks[0] else None
     return {
-        "chunk_seconds": [r["seconds"] for r in records if r["event"] == "chunk"],
+        "chunk_seconds": [r["seconds"] for r in chunks],
+        "steady_time_split": split,  # host envs: the steady chunks' seconds by share
         "checkpoint_seconds": [r["seconds"] for r in records if r["event"] == "checkpoint"],
         "checkpoint_mib": max((folder_bytes(p) for p in folders), default=0) / 2**20,
     }
+
+
+def raw_host_sps(config: Any, num_envs: int, seconds: float = 3.0) -> float:
+    """Env steps per second of the config's host env alone: one vector env of `num_envs`
+    copies (the population's envs) stepped in lockstep with random actions, no learner."""
+    import numpy as np
+    from gymnax.environments import spaces
+
+    from jaxrl.experiment.assemble import build
+    from jaxrl.envs.host import open_host_env
+
+    spec = build(config).host
+    rng, space = np.random.default_rng(0), spec.action_space
+    if isinstance(space, spaces.Discrete):
+        batches = [rng.integers(0, space.n, num_envs) for _ in range(16)]
+    else:
+        low, high = np.broadcast_to(space.low, space.shape), np.broadcast_to(space.high, space.shape)
+        batches = [rng.uniform(low, high, (num_envs,) + tuple(space.shape)).astype(space.dtype) for _ in range(16)]
+    with open_host_env(spec, num_envs, num_workers=config.env.num_workers, timeout=config.env.step_timeout) as env:
+        env.reset(np.arange(num_envs))
+        for batch in batches:  # warm: threads started, first episodes under way
+            env.step(batch)
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            env.step(batches[steps % len(batches)])
+            steps += 1
+        return steps * num_envs / (time.perf_counter() - start)
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
@@ -55,9 +87,16 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         overrides.append(f"total_env_steps={spec['steps']}")
     config = load(spec["config"], overrides)
     devices = jax.devices()[: spec["devices"]] if spec.get("devices") else None
+    raw: list[float] = []
+    if spec.get("raw_env"):  # the simulator alone, before and after training (machines drift)
+        num_envs = spec["seeds"] * config.env.num_envs * getattr(config.algo, "group_size", 1)
+        raw.append(raw_host_sps(config, num_envs))
     with tempfile.TemporaryDirectory(prefix="jaxrl-bench-") as folder:
         summary = train(config, Path(folder) / "run", progress=False, devices=devices)
         facts = run_folder_facts(Path(folder) / "run")
+    if raw:
+        raw.append(raw_host_sps(config, num_envs))
+        facts["raw_env_sps"] = sum(raw) / len(raw)
     final = summary.get("final_eval", {})
     cache = summary.get("compile_cache") or {}
     return {

@@ -61,6 +61,24 @@ def _host_spec(config: Config, backend: str) -> HostEnvSpec:
         raise
 
 
+def _check_host_options(config: Config, algo: Algorithm, backend: str, envs_per_member: int) -> None:
+    """Refuses host-loop options that cannot apply to this env and algorithm."""
+    env = config.env
+    if backend == "jax":
+        for name, default in (("host_groups", 0), ("learn_while_stepping", False)):
+            if getattr(env, name) != default:
+                raise ConfigError(f"env.{name} applies to host envs, but {env.id} steps inside the compiled "
+                                  f"program (env.backend={env.backend}); remove it or choose a host backend")
+        return
+    if env.host_groups and envs_per_member % env.host_groups:
+        raise ConfigError(f"env.host_groups={env.host_groups} must divide each member's {envs_per_member} envs "
+                          f"(env.num_envs{' x algo.group_size' if envs_per_member != env.num_envs else ''}); "
+                          f"choose a divisor, or 0 for automatic")
+    if env.learn_while_stepping and algo.spec.replay_field is None:
+        raise ConfigError(f"env.learn_while_stepping lets a replay learner (dqn) learn while the envs step; "
+                          f"{algo.name} learns from the rollout it just collected; set it to false")
+
+
 def build(config: Config) -> Built:
     """The algorithm, evaluator and chunking that `config` describes (nothing runs yet)."""
     if ":" in config.combine.strategy:  # a custom combiner that cannot be imported is refused now
@@ -75,6 +93,7 @@ def build(config: Config) -> Built:
         env = JaxStandIn(spec, config.env.num_envs * group, group)
         env_params = env.default_params
     algo = ALGOS[config.algo.name].make(config.algo, env, env_params, config.total_env_steps)
+    _check_host_options(config, algo, backend, config.env.num_envs * group)
     if backend == "jax":
         eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
         max_steps = config.eval.max_steps or episode_limit(env_params)
@@ -96,9 +115,10 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
         return population.Population(built.algo, lay.members, devices=devices, evaluator=built.evaluator,
                                      max_members_per_call=max_members_per_call, seed_index=lay.seed_index,
                                      data_parallel=data_parallel, programs=programs)
-    from jaxrl.host_loop import HostPopulation
+    from jaxrl.host_loop import HostPopulation, host_groups
 
     spec = built.host
+    envs_per_member = config.env.num_envs * getattr(config.algo, "group_size", 1)
 
     def open_env(num_envs: int) -> Any:
         return open_host_env(spec, num_envs, num_workers=config.env.num_workers,
@@ -106,11 +126,11 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
 
     return HostPopulation(
         built.algo, lay.members, seed_index=lay.seed_index, open_env=open_env, observation_space=spec.observation_space,
-        envs_per_member=config.env.num_envs * getattr(config.algo, "group_size", 1),
-        seed=config.seed, eval_episodes=config.eval.episodes,
+        envs_per_member=envs_per_member, seed=config.seed, eval_episodes=config.eval.episodes,
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
         deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel,
-        programs=programs)
+        programs=programs, groups=host_groups(config.env.host_groups, envs_per_member),
+        learn_while_stepping=config.env.learn_while_stepping)
 
 
 def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPlan,

@@ -164,9 +164,8 @@ class _RunRecord:
         self.last_updates = report.updates_done
         sps = updates * self.built.algo.env_steps_per_update * self.lay.members / max(report.seconds, 1e-9)
         self.metrics.write(_metric_rows(report, self.lay, sps))
-        split = {} if report.env_seconds is None else {  # host envs: stepping vs device work
-            "env_seconds": round(report.env_seconds, 4),
-            "device_seconds": round(report.seconds - report.env_seconds, 4)}
+        split = {f"{name}_seconds": round(value, 4)  # host envs: waiting on envs / device, host work
+                 for name, value in (report.time_split or {}).items()}
         self.event("chunk", chunk=report.chunk, updates=updates, env_steps_per_member=report.env_steps,
                    seconds=round(report.seconds, 4), sps=round(sps, 1),
                    eval_seconds=round(report.eval_seconds, 4), **split)
