@@ -47,6 +47,9 @@ class EnvConfig:
     # host envs, replay learners (DQN): the gradient steps of one update run while the envs
     # step the next rollout, which acts with the networks from before them (one update behind)
     learn_while_stepping: bool = False
+    # host envs: the members on each device take their updates in turns, so one device's
+    # members learn while another's envs step (false: all members act and learn together)
+    device_turns: bool = True
 
     def __post_init__(self):
         if not self.id.strip():

@@ -1,21 +1,27 @@
 """The population driver for envs stepped on the host (gymnasium worker processes, EnvPool).
 
 The same algorithms through the same rollout contract (`jaxrl.rollout`): the envs step outside
-JAX, the compiled `policy` of the whole population chooses their actions, and every update ends
-with one compiled `learn` on the collected `Steps` — the very functions the jittable `update`
-is built from.
+JAX, the compiled `policy` of the population chooses their actions, and every update ends with
+one compiled `learn` on the collected `Steps` — the very functions the jittable `update` is
+built from. Two kinds of overlap keep the simulators and the devices busy at once, and neither
+changes what a member learns from:
 
-Overlap. Each member's E envs are split into `groups` (G) equal groups, each a host vector env
-of its own (P members x E/G envs). The groups step in turns: while group g's simulators step,
-the device chooses the next actions of the group that has just come back, so neither the
-simulators nor the device wait for each other (G = 1: strict lockstep, act -> step -> act).
-Every env still takes T steps per update and `learn` gets the same [T, E] batch, all acted
-on by the same networks; only the random stream differs from G = 1 (one policy key per group
-and step), so a run is reproducible for its (seed, groups).
+- Shards: the members on each device form a shard with its own envs and its own compiled
+  programs, and the shards take their updates in turns. While one shard's envs step, the
+  other shards' `learn` runs on their own devices (each device runs its programs in order,
+  so only work on different devices overlaps; on CPU jaxrl makes one device per core). Every
+  member still alternates rollout -> learn -> rollout on its own networks.
+- Env groups: within a shard, each member's E envs form `groups` (G) equal groups, each a host
+  vector env of its own, that step in turns: while one group's simulators step, the device
+  chooses the actions of the group that has just come back (G = 1: act -> step -> act).
+  Every env still takes T steps per update and `learn` gets the same [T, E] batch acted on by
+  the same networks; only the random stream differs with G (one policy key per group and
+  step), so a run is reproducible for its (seed, groups).
 
 Host work per step is a few numpy copies: the rollout is written in place into preallocated
-host arrays (two, used in turns, so a `learn` still reading one never sees it rewritten) and
-sent to the device once per update; per-update metrics stay on the device until the chunk ends.
+host arrays (two per shard, used in turns, so a `learn` still reading one never sees it
+rewritten) and sent to the device once per update; per-update metrics stay on the device until
+the chunk ends.
 
 Replay learners (`learn_while_stepping`, algorithms with a replay buffer only): the gradient
 steps of update u run on the device while the envs step rollout u + 1, which is therefore acted
@@ -25,7 +31,8 @@ learned from exactly once, in order; a chunk ends with all its rollouts learned,
 and chunk boundaries are unchanged.
 
 `HostPopulation` is a `population.Driver` like `Population`, composing the same
-`jaxrl.members.Members` (mesh, placement, compiled-program cache, data-parallel mode), so
+`jaxrl.members.Members` (mesh, placement, compiled-program cache, data-parallel mode, where
+the population is one shard: its gradient steps average over every device), so
 `population.Run` drives it chunk by chunk with the same reports, evaluation, checkpoints and
 resume; env state lives in other processes, so a resumed run restarts its envs from fresh
 seeds (and the algorithm closes anything that spanned the reset).
@@ -43,12 +50,14 @@ import numpy as np
 
 from jaxrl.algos.base import Algorithm
 from jaxrl.envs.host.common import HostStep, HostVecEnv
-from jaxrl.members import Members
+from jaxrl.members import MEMBER_AXIS, Members
 from jaxrl.population import reduce_chunk
 from jaxrl.rollout import Steps, reset_key, step_keys
 
 TRAIN_STREAM, RESUME_STREAM, GROUP_STREAM = 0, 1, 2
 LAGGED_ACT_STREAM = 0x6C6167  # acting keys of a rollout taken while the previous update learns
+OUTCOME_FIELDS = ("reward", "terminated", "truncated", "final_obs", "episode_done", "episode_return",
+                  "episode_length")
 
 
 def env_seeds(seed: int, stream: int, member: int, index: int, count: int) -> np.ndarray:
@@ -70,9 +79,6 @@ class TimeSplit:
     def __init__(self) -> None:
         self.env = self.device = self.total = 0.0
 
-    def add_total(self, seconds: float) -> None:
-        self.total += seconds
-
     def take(self) -> dict[str, float]:
         """Seconds of each share since the last call."""
         split = {"env_wait": self.env, "device_wait": self.device,
@@ -82,7 +88,7 @@ class TimeSplit:
 
 
 class RolloutBuffer:
-    """One update's `Steps` in host memory, [P, T, E, ...], written in place group by group."""
+    """One update's `Steps` of a shard in host memory, [M, T, E, ...], written in place."""
 
     def __init__(self, abstract: Steps):
         self.steps = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract)
@@ -92,21 +98,52 @@ class RolloutBuffer:
         self.steps.obs[:, t, envs] = obs
         jax.tree.map(lambda buf, x: buf.__setitem__((slice(None), t, envs), x), self.steps.record, record)
 
-    def outcome(self, t: int, envs: slice, result: HostStep, num_members: int) -> None:
-        """What the group's envs returned at step t (flat [P * E/G] arrays)."""
-        for name in ("reward", "terminated", "truncated", "final_obs", "episode_done", "episode_return",
-                     "episode_length"):
+    def outcome(self, t: int, envs: slice, result: HostStep) -> None:
+        """What a group's envs returned at step t (flat [M * E/G] arrays)."""
+        members = self.steps.reward.shape[0]
+        for name in OUTCOME_FIELDS:
             value = getattr(result, name)
-            getattr(self.steps, name)[:, t, envs] = value.reshape((num_members, -1) + value.shape[1:])
+            getattr(self.steps, name)[:, t, envs] = value.reshape((members, -1) + value.shape[1:])
+
+
+class Shard:
+    """Members `members` of the population with their own host envs (one vector env per env
+    group), rollout buffers and compiled programs, placed with `sharding`."""
+
+    def __init__(self, index: int, members: slice, sharding: Any, group_slices: list[slice]):
+        self.index, self.members, self.sharding = index, members, sharding
+        self.group_slices = group_slices
+        self.envs: list[HostVecEnv] = []
+        self.obs: list[np.ndarray] = []  # per group, [M, E/G, ...]
+        self.buffers: list[RolloutBuffer] = []
+        self.programs: dict[str, Any] = {}
+        self.waiting: Any = None  # a collected rollout not yet learned from (learn_while_stepping)
+
+    @property
+    def size(self) -> int:
+        return self.members.stop - self.members.start
+
+    def place(self, tree: Any) -> Any:
+        return jax.device_put(tree, self.sharding)
+
+    def feed(self, array: np.ndarray) -> Any:
+        """A host array as a program input: single-device programs take numpy as it is (the
+        call moves it, ~10 us, where `device_put` takes ~80 us); a mesh needs it placed."""
+        return array if isinstance(self.sharding, jax.sharding.SingleDeviceSharding) else self.place(array)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+        self.envs = []
 
 
 class HostPopulation:
     """A `population.Driver` over host vector envs (see the module docstring).
 
-    `open_env(n)` starts a host vector env of n envs; the training envs (`groups` of members x
-    `envs_per_member / groups`) open with the population, the evaluation env (members x
-    `eval_episodes`) at the first evaluation. `close` stops them all. The members are never
-    padded (a padding member would step envs for no one) nor split into calls.
+    `open_env(n)` starts a host vector env of n envs; each shard's training envs (`groups` of
+    its members x `envs_per_member / groups`) open with the population, the evaluation env
+    (members x `eval_episodes`) at the first evaluation. `close` stops them all. The members are
+    never padded (a padding member would step envs for no one) nor split into calls.
     """
 
     def __init__(self, algo: Algorithm, num_members: int, *, open_env: Callable[[int], HostVecEnv],
@@ -114,7 +151,7 @@ class HostPopulation:
                  eval_max_steps: int = 1000, deterministic: bool = True,
                  devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None,
                  data_parallel: bool = False, programs: dict | None = None, groups: int = 1,
-                 learn_while_stepping: bool = False):
+                 learn_while_stepping: bool = False, device_turns: bool = True):
         if groups < 1 or envs_per_member % groups:
             raise ValueError(f"groups={groups} must divide the {envs_per_member} envs of each member")
         if learn_while_stepping and algo.spec.replay_field is None:
@@ -127,21 +164,32 @@ class HostPopulation:
         self.observation_space = observation_space
         self.envs_per_member, self.eval_episodes = envs_per_member, eval_episodes
         self.groups, self.learn_while_stepping = groups, learn_while_stepping
-        self.group_slices = [slice(g * envs_per_member // groups, (g + 1) * envs_per_member // groups)
-                             for g in range(groups)]
+        self.device_turns = device_turns and not data_parallel
         self.eval_max_steps, self.can_evaluate = eval_max_steps, eval_episodes > 0
-        self.envs: list[HostVecEnv] = []
         self.eval_env: HostVecEnv | None = None
-        self._obs: list[np.ndarray] | None = None  # per group, [P, E/G, ...]
+        self.shards = self._make_shards()
         self._updates: int | None = None
-        self._buffers: list[RolloutBuffer] = []
         self._time = TimeSplit()
-        self._compiled_act = self._compiled_learn = None  # set by `compile`
         self._build(deterministic)
 
+    def _make_shards(self) -> list[Shard]:
+        """One shard per device of the mesh (`device_turns`), else one shard over the whole
+        mesh; data-parallel populations are one shard, since their every gradient step
+        averages over all devices."""
+        groups, per_member = self.groups, self.envs_per_member
+        slices = [slice(g * per_member // groups, (g + 1) * per_member // groups) for g in range(groups)]
+        mesh = self.members.mesh
+        if not self.device_turns:
+            return [Shard(0, slice(0, self.num_members), self.members.sharding, slices)]
+        size = self.num_members // mesh.size  # jax.distributed: only this process's devices
+        local = [(d, device) for d, device in enumerate(mesh.devices.flat)
+                 if device.process_index == jax.process_index()]
+        return [Shard(i, slice(d * size, (d + 1) * size), jax.sharding.SingleDeviceSharding(device), slices)
+                for i, (d, device) in enumerate(local)]
+
     def _build(self, deterministic: bool) -> None:
-        """The jitted pieces of `self.algo` (data-parallel: its gradient-syncing rebuild)."""
-        algo, per_member = self.algo, self.members.per_member
+        """The per-member functions of `self.algo` (data-parallel: its gradient-syncing rebuild)."""
+        algo = self.algo
 
         def act(view, obs, hp):  # one group's decision; the key goes back, not the state
             key, act_key, _ = step_keys(view.key)
@@ -156,42 +204,88 @@ class HostPopulation:
             key = jax.random.fold_in(key, step)  # a fresh key per step, inside the compiled call
             return algo.act(algo.policy_params(state), obs, key, deterministic)
 
-        self._act = per_member(act, 3)
-        self._lagged_view = per_member(lagged_view, 1)
-        self._spend_reset_key = per_member(lambda key: reset_key(key)[0], 1)
-        self._learn = per_member(algo.learn, 3, donate=True)
-        self._after_reset = per_member(algo.after_env_reset, 1, donate=True)
-        self._eval_act = per_member(eval_act, 4)
+        self._functions = {"act": (act, False), "lagged_view": (lagged_view, False),
+                           "spend_reset_key": (lambda key: reset_key(key)[0], False),
+                           "learn": (algo.learn, True)}
+        self._after_reset = self.members.per_member(algo.after_env_reset, 1, donate=True)
+        self._eval_act = self.members.per_member(eval_act, 4)
+
+    def _shard_program(self, name: str, num_args: int) -> Any:
+        """A per-member function for one shard (jitted, vmapped over its members; data-parallel:
+        the population's shard_map with its gradient syncing)."""
+        fn, donate = self._functions[name]
+        if not self.device_turns:
+            return self.members.per_member(fn, num_args, donate=donate)
+        return jax.jit(jax.vmap(fn, axis_name=MEMBER_AXIS), donate_argnums=(0,) if donate else ())
 
     def _view(self, state: Any) -> Any:
         """What the policy may read of the state: all of it but the replay buffer."""
         field = self.algo.spec.replay_field
         return state if field is None else state._replace(**{field: None})
 
+    # ---- shards of the population's arrays ----------------------------------------------
+    def _split(self, tree: Any) -> list[Any]:
+        """A population tree as one tree per shard (each device's own part, nothing copied)."""
+        if not self.device_turns:
+            return [tree]
+        per_leaf = jax.tree.map(self._local_parts, tree)
+        return [jax.tree.map(lambda p, i=i: p[i], per_leaf, is_leaf=lambda p: isinstance(p, list))
+                for i in range(len(self.shards))]
+
+    def _local_parts(self, x: jax.Array) -> list[jax.Array]:
+        """This process's parts of a population array, in member order (one per local device)."""
+        order = {device: d for d, device in enumerate(self.members.mesh.devices.flat)}
+        return [s.data for s in sorted(x.addressable_shards, key=lambda s: order[s.device])]
+
+    def _local(self, x: jax.Array) -> np.ndarray:
+        """This process's members of a population array, as one host array."""
+        return np.concatenate([np.asarray(part) for part in self._local_parts(x)])
+
+    def _global(self, local: Any) -> Any:
+        """Host arrays of this process's members as population arrays (every process gives its
+        own members' part); a single process's arrays as they are."""
+        if jax.process_count() == 1:
+            return local
+        sharding = self.members.sharding
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local)
+
+    @property
+    def _local_members(self) -> slice:
+        return slice(self.shards[0].members.start, self.shards[-1].members.stop)
+
+    def _join(self, parts: list[Any]) -> Any:
+        """The shards' trees as one population tree on the mesh (nothing copied)."""
+        if not self.device_turns:
+            return parts[0]
+        sharding = self.members.sharding
+        return jax.tree.map(
+            lambda *xs: jax.make_array_from_single_device_arrays(
+                (self.num_members,) + xs[0].shape[1:], sharding, list(xs)), *parts)
+
     # ---- envs ---------------------------------------------------------------------------
-    def _open(self) -> list[HostVecEnv]:
-        if not self.envs:
-            per_group = self.num_members * (self.envs_per_member // self.groups)
-            self.envs = [self.open_env(per_group) for _ in range(self.groups)]
-        return self.envs
+    def _open(self, shard: Shard) -> list[HostVecEnv]:
+        if not shard.envs:
+            per_group = shard.size * (self.envs_per_member // self.groups)
+            shard.envs = [self.open_env(per_group) for _ in range(self.groups)]
+        return shard.envs
 
-    def _by_member(self, flat: np.ndarray) -> np.ndarray:
-        return flat.reshape((self.num_members, -1) + flat.shape[1:])
-
-    def _reset(self, stream: int, index: int) -> None:
+    def _reset(self, stream: int, index: int, shards: Sequence[Shard] | None = None) -> None:
         """Fresh episodes in every training env; GRPO-style groups share a seed."""
         groups = max(self.algo.spec.reset_groups, 1)
         count = self.envs_per_member // groups
         seeds = np.stack([np.repeat(env_seeds(self.seed, stream, int(m), index, count), groups)
                           for m in self.members.seed_index])  # a member's envs follow its seed, not its setting
-        self._obs = [self._by_member(env.reset(seeds[:, envs].reshape(-1)))
-                     for env, envs in zip(self._open(), self.group_slices)]
+        for shard in shards or self.shards:
+            mine = seeds[shard.members]
+            shard.obs = [env.reset(mine[:, envs].reshape(-1)).reshape((shard.size, -1) + self.observation_space.shape)
+                         for env, envs in zip(self._open(shard), shard.group_slices)]
 
     def close(self) -> None:
-        for env in (*self.envs, self.eval_env):
-            if env is not None:
-                env.close()
-        self.envs, self.eval_env = [], None
+        for shard in self.shards:
+            shard.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
+        self.eval_env = None
 
     # ---- the Driver interface -----------------------------------------------------------
     def init(self, keys: chex.Array, hparams: Any) -> Any:
@@ -201,33 +295,44 @@ class HostPopulation:
             self._reset(TRAIN_STREAM, 0)
         return state
 
-    def _abstract_obs(self, per_member: int) -> jax.ShapeDtypeStruct:
+    def _abstract_obs(self, members: int, per_member: int, sharding: Any) -> jax.ShapeDtypeStruct:
         space = self.observation_space
-        return jax.ShapeDtypeStruct((self.num_members, per_member) + tuple(space.shape),
-                                    space.dtype, sharding=self.members.sharding)
+        return jax.ShapeDtypeStruct((members, per_member) + tuple(space.shape), space.dtype, sharding=sharding)
 
     def compile(self, state: Any, hparams: Any) -> float:
-        """Compiles act, learn and (with evaluation) the greedy act ahead of the first chunk."""
-        members, view = self.members, self._view(state)
-        obs = self._abstract_obs(self.envs_per_member // self.groups)
-        self._compiled_act = members.compiled("act", self._act, view, obs, hparams)
-        if self.learn_while_stepping:
-            members.compiled("lagged_view", self._lagged_view, view)
-        _, _, record = jax.eval_shape(self._act, view, obs, hparams)
-        steps = self._abstract_steps(self._abstract_obs(self.envs_per_member), record)
-        self._compiled_learn = members.compiled("learn", self._learn, state, steps, hparams)
-        self._buffers = [RolloutBuffer(steps) for _ in range(2)]
+        """Compiles each shard's act and learn and (with evaluation) the greedy act ahead of the
+        first chunk."""
+        for shard, part, hp in zip(self.shards, self._split(state), self._split(hparams)):
+            self._compile_shard(shard, part, hp)
         if self.can_evaluate:
+            members = self.members
             keys = members.place(jnp.zeros((self.num_members, 2), jnp.uint32))
             members.compiled("eval_act", self._eval_act, state,
-                             self._abstract_obs(self.eval_episodes), keys, self._steps(0))
-        return members.compile_seconds
+                             self._abstract_obs(self.num_members, self.eval_episodes, members.sharding),
+                             keys, self._steps(0))
+        return self.members.compile_seconds
 
-    def _abstract_steps(self, obs: jax.ShapeDtypeStruct, record: Any) -> Steps:
-        """[P, T, E, ...] shapes of one update's `Steps` (records given for one group)."""
+    def _compile_shard(self, shard: Shard, state: Any, hparams: Any) -> None:
+        members, view = self.members, self._view(state)
+        compiled = lambda name, *args: members.compiled(  # noqa: E731  one program per shard
+            f"{name}@{shard.index}", self._shard_program(name, len(args)), *args)
+        obs = self._abstract_obs(shard.size, self.envs_per_member // self.groups, shard.sharding)
+        shard.programs["act"] = compiled("act", view, obs, hparams)
+        if self.learn_while_stepping:
+            shard.programs["lagged_view"] = compiled("lagged_view", view)
+        if self.algo.spec.reset_groups:
+            shard.programs["spend_reset_key"] = compiled("spend_reset_key", state.key)
+        _, _, record = jax.eval_shape(self._shard_program("act", 3), view, obs, hparams)
+        steps = self._abstract_steps(self._abstract_obs(shard.size, self.envs_per_member, shard.sharding),
+                                     record, shard.sharding)
+        shard.programs["learn"] = compiled("learn", state, steps, hparams)
+        shard.buffers = [RolloutBuffer(steps) for _ in range(2)]
+
+    def _abstract_steps(self, obs: jax.ShapeDtypeStruct, record: Any, sharding: Any) -> Steps:
+        """[M, T, E, ...] shapes of one update's `Steps` (records given for one group)."""
         envs, steps = self.envs_per_member, self.algo.spec.rollout_steps
-        time_major = lambda s: jax.ShapeDtypeStruct(  # noqa: E731  [P, E, ...] -> [P, T, E, ...]
-            s.shape[:1] + (steps, envs) + s.shape[2:], s.dtype, sharding=self.members.sharding)
+        time_major = lambda s: jax.ShapeDtypeStruct(  # noqa: E731  [M, E, ...] -> [M, T, E, ...]
+            s.shape[:1] + (steps, envs) + s.shape[2:], s.dtype, sharding=sharding)
         flag = jax.ShapeDtypeStruct(obs.shape[:2], jnp.bool_)
         return Steps(time_major(obs), jax.tree.map(time_major, record),
                      time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.float32)),
@@ -236,74 +341,86 @@ class HostPopulation:
                      time_major(jax.ShapeDtypeStruct(obs.shape[:2], jnp.int32)))
 
     def train_chunk(self, state: Any, hparams: Any, num_updates: int) -> tuple[Any, dict]:
-        """`num_updates` updates of every member, each a host rollout then one `learn`."""
+        """`num_updates` updates of every member: the shards in turns, each update a host
+        rollout then one `learn` that runs while the next shard's envs step."""
         start = time.perf_counter()
-        state, metrics = self._train_chunk(state, hparams, num_updates)
-        self._time.add_total(time.perf_counter() - start)
-        return state, metrics
-
-    def _train_chunk(self, state: Any, hparams: Any, num_updates: int) -> tuple[Any, dict]:
         if self._updates is None:  # continuing a restored run: its envs are gone
-            self._updates = int(np.asarray(jax.device_get(state.update_step)).reshape(-1)[0])
+            self._updates = int(self._local(state.update_step).reshape(-1)[0])
             if not self.algo.spec.reset_groups:
                 self._reset(RESUME_STREAM, self._updates)
                 state = self._after_reset(state)
-        metrics, waiting = [], None  # waiting: a collected rollout not yet learned from (lagged)
+        parts, hps = self._split(state), self._split(hparams)
+        metrics: list[list[dict]] = [[] for _ in self.shards]
         for _ in range(num_updates):
-            if self.algo.spec.reset_groups:  # fresh grouped resets, a reset key spent as on device
-                self._reset(GROUP_STREAM, self._updates)
-                state = state._replace(key=self._spend_reset_key(state.key))
-            buffer = self._buffers[self._updates % 2]
-            if waiting is not None:  # learn from the last rollout while acting with a copy from before
-                view = self._lagged_view(self._view(state))
-                state, update_metrics = self._compiled_learn(state, waiting, hparams)
-                metrics.append(update_metrics)
-                self._rollout(view, hparams, buffer)
-            else:
-                state = state._replace(key=self._rollout(self._view(state), hparams, buffer).key)
-            steps = self.members.place(buffer.steps)
-            if self.learn_while_stepping:
-                waiting = steps
-            else:
-                state, update_metrics = self._compiled_learn(state, steps, hparams)
-                metrics.append(update_metrics)
+            for shard in self.shards:
+                parts[shard.index] = self._update(shard, parts[shard.index], hps[shard.index],
+                                                  metrics[shard.index])
             self._updates += 1
-        if waiting is not None:
-            state, update_metrics = self._compiled_learn(state, waiting, hparams)
-            metrics.append(update_metrics)
-        return state, self._reduce(metrics)
+        for shard in self.shards:  # a chunk ends with every rollout learned from
+            if shard.waiting is not None:
+                parts[shard.index] = self._learn(shard, parts[shard.index], shard.waiting, hps[shard.index],
+                                                 metrics[shard.index])
+                shard.waiting = None
+        state, reduced = self._join(parts), self._reduce(metrics)
+        self._time.total += time.perf_counter() - start
+        return state, reduced
 
-    def _reduce(self, metrics: list[dict]) -> dict:
-        """The chunk's per-update metrics, fetched once and reduced as `reduce_chunk` does."""
+    def _update(self, shard: Shard, state: Any, hparams: Any, metrics: list[dict]) -> Any:
+        """One update of a shard: its rollout, then its `learn` dispatched (it runs while the
+        next shard's envs step); learning while stepping, the previous rollout's `learn`."""
+        programs = shard.programs
+        if self.algo.spec.reset_groups:  # fresh grouped resets, a reset key spent as on device
+            self._reset(GROUP_STREAM, self._updates, [shard])
+            state = state._replace(key=programs["spend_reset_key"](state.key))
+        buffer = shard.buffers[self._updates % 2]
+        if shard.waiting is not None:  # learn from the last rollout while acting with a copy from before
+            view = programs["lagged_view"](self._view(state))
+            state = self._learn(shard, state, shard.waiting, hparams, metrics)
+            self._rollout(shard, view, hparams, buffer)
+        else:
+            state = state._replace(key=self._rollout(shard, self._view(state), hparams, buffer).key)
+        steps = shard.place(buffer.steps)
+        if self.learn_while_stepping:
+            shard.waiting = steps
+            return state
+        return self._learn(shard, state, steps, hparams, metrics)
+
+    def _learn(self, shard: Shard, state: Any, steps: Steps, hparams: Any, metrics: list[dict]) -> Any:
+        state, update_metrics = shard.programs["learn"](state, steps, hparams)
+        metrics.append(update_metrics)
+        return state
+
+    def _reduce(self, metrics: list[list[dict]]) -> dict:
+        """The chunk's per-update metrics of every shard, fetched once and reduced over the
+        updates as `reduce_chunk` does: [num_members] arrays."""
         start = time.perf_counter()
         fetched = jax.device_get(metrics)
         self._time.device += time.perf_counter() - start
         sums: dict[str, np.ndarray] = {}
         counts: dict[str, np.ndarray] = {}
-        for update in fetched:
-            for name, value in update.items():
-                value = np.asarray(value, np.float64)
+        for updates in zip(*fetched):  # one update of every shard
+            for name in updates[0]:
+                value = np.concatenate([np.asarray(u[name], np.float64).reshape(-1) for u in updates])
                 defined = ~np.isnan(value)
                 sums[name] = sums.get(name, 0.0) + np.where(defined, value, 0.0)
                 counts[name] = counts.get(name, 0.0) + defined
-        return reduce_chunk(sums, counts)
+        return self._global(jax.device_get(reduce_chunk(sums, counts)))
 
-    def _rollout(self, view: Any, hparams: Any, buffer: RolloutBuffer) -> Any:
-        """`rollout_steps` steps of every env into `buffer`, the groups stepping in turns (see
-        the module docstring); returns `view` with its key advanced past the rollout."""
-        steps, envs, timer = self.algo.spec.rollout_steps, self._open(), self._time
-        act, place = self._compiled_act, self.members.place
+    def _rollout(self, shard: Shard, view: Any, hparams: Any, buffer: RolloutBuffer) -> Any:
+        """`rollout_steps` steps of a shard's envs into `buffer`, its env groups stepping in
+        turns; returns `view` with its key advanced past the rollout."""
+        steps, envs, timer, act = self.algo.spec.rollout_steps, self._open(shard), self._time, shard.programs["act"]
 
         def decide(group: int, t: int) -> None:  # group's actions for step t, sent to its envs
             nonlocal view
-            obs = self._obs[group]
-            key, env_action, record = act(view, place(obs), hparams)
+            obs = shard.obs[group]
+            key, env_action, record = act(view, shard.feed(obs), hparams)
             view = view._replace(key=key)
             start = time.perf_counter()
-            env_action, record = jax.device_get((env_action, record))
+            env_action, record = np.asarray(env_action), jax.tree.map(np.asarray, record)
             timer.device += time.perf_counter() - start
             envs[group].step_async(env_action.reshape((-1,) + env_action.shape[2:]))
-            buffer.decision(t, self.group_slices[group], obs, record)  # while the envs step
+            buffer.decision(t, shard.group_slices[group], obs, record)  # while the envs step
 
         for group in range(self.groups):
             decide(group, 0)
@@ -312,8 +429,8 @@ class HostPopulation:
                 start = time.perf_counter()
                 result = env.step_wait()
                 timer.env += time.perf_counter() - start
-                buffer.outcome(t, self.group_slices[group], result, self.num_members)
-                self._obs[group] = self._by_member(result.obs)
+                buffer.outcome(t, shard.group_slices[group], result)
+                shard.obs[group] = result.obs.reshape((shard.size, -1) + result.obs.shape[1:])
                 if t + 1 < steps:
                     decide(group, t + 1)
         return view
@@ -330,25 +447,36 @@ class HostPopulation:
     def evaluate(self, state: Any, keys: chex.Array) -> np.ndarray:
         """One episode per eval env ([members, eval_episodes] returns), on envs apart from
         training's, seeded from `keys`; unfinished episodes count with their return so far."""
+        mine = self._local_members  # jax.distributed: each process steps its own members' envs
+        members = mine.stop - mine.start
         if self.eval_env is None:
-            self.eval_env = self.open_env(self.num_members * self.eval_episodes)
-        raw = np.asarray(jax.device_get(keys)).reshape(self.num_members, -1)
+            self.eval_env = self.open_env(members * self.eval_episodes)
+        raw = np.asarray(jax.device_get(keys)).reshape(self.num_members, -1)[mine]
         seeds = np.stack([np.random.SeedSequence([int(x) for x in row]).generate_state(self.eval_episodes)
                           for row in raw]).astype(np.int64)
-        obs = self._by_member(self.eval_env.reset(seeds.reshape(-1)))
-        place = self.members.place
-        keys = place(keys)
-        act = self.members.compiled("eval_act", self._eval_act, state, place(obs), keys, self._steps(0))
+        by_member = lambda flat: flat.reshape((members, -1) + flat.shape[1:])  # noqa: E731
+        obs = by_member(self.eval_env.reset(seeds.reshape(-1)))
+        feed = lambda x: self.members.place(self._global(x))  # noqa: E731
+        keys = self.members.place(keys)
+        act = self.members.compiled("eval_act", self._eval_act, state, feed(obs), keys, self._steps(0))
         finished = np.zeros(seeds.size, bool)
         returns, partial = np.zeros(seeds.size), np.zeros(seeds.size)
         for t in range(self.eval_max_steps):
-            action = np.asarray(act(state, place(obs), keys, self._steps(t)))
+            action = self._local(act(state, feed(obs), keys, self._steps(t)))
             result = self.eval_env.step(action.reshape((-1,) + action.shape[2:]))
             first_end = result.episode_done & ~finished
             returns[first_end] = result.episode_return[first_end]
             partial = np.where(finished, partial, result.episode_return)
             finished |= result.episode_done
-            obs = self._by_member(result.obs)
-            if finished.all():
+            obs = by_member(result.obs)
+            if self._all_processes(finished.all()):
                 break
-        return self._by_member(np.where(finished, returns, partial))
+        return self._global(by_member(np.where(finished, returns, partial)))
+
+    def _all_processes(self, flag: bool) -> bool:
+        """Whether `flag` holds in every process (each decides on its own members' envs)."""
+        if jax.process_count() == 1:
+            return flag
+        from jax.experimental import multihost_utils
+
+        return bool(np.all(multihost_utils.process_allgather(np.asarray(flag))))

@@ -49,3 +49,25 @@ gymnasium.register("Raising-v0", entry_point=Misbehaving, kwargs={"how": "raise"
 gymnasium.register("Hanging-v0", entry_point=Misbehaving, kwargs={"how": "hang"})
 gymnasium.register("Dying-v0", entry_point=Misbehaving, kwargs={"how": "die"})
 gymnasium.register("NeedsBox2D-v0", entry_point=NeedsMissingPackage)
+
+
+class Counting(gymnasium.Env):
+    """A transparent env for checking where every step lands: obs = [id, t, 0] with an id
+    drawn from the reset seed, reward = 10 (t + 1) + action, the episode ends after
+    3 + id % 5 steps. Observations never depend on the actions."""
+
+    observation_space = gymnasium.spaces.Box(0.0, 1e6, (3,), np.float32)
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.id, self.t = int(self.np_random.integers(0, 1000)), 0
+        return np.array([self.id, 0, 0], np.float32), {}
+
+    def step(self, action):
+        reward = 10.0 * (self.t + 1) + int(action)
+        self.t += 1
+        return np.array([self.id, self.t, 0], np.float32), reward, self.t >= 3 + self.id % 5, False, {}
+
+
+gymnasium.register("Counting-v0", entry_point=Counting)

@@ -37,12 +37,12 @@ def test_grpo_groups_start_from_identically_seeded_resets():
     try:
         hparams = pop.members.place(population.broadcast_hparams(built.algo.default_hparams, 2))
         state = pop.init(population.stream_keys(0, 2, population.INIT_STREAM), hparams)
-        assert pop._obs is None  # grouped runs reset at each update, not at init
+        assert not any(shard.envs for shard in pop.shards)  # grouped runs reset at each update, not at init
         pop.compile(state, hparams)
         firsts = []
         for update in range(2):
             state, metrics = pop.train_chunk(state, hparams, 1)
-            firsts.append(pop._buffers[update % 2].steps.obs[:, 0].copy())  # what the update acted on first
+            firsts.append(np.concatenate([shard.buffers[update % 2].steps.obs[:, 0] for shard in pop.shards]))
         for obs in firsts:  # [members, B * G, 4]
             groups = obs.reshape(2, 2, 3, 4)
             assert np.all(groups == groups[:, :, :1])

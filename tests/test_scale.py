@@ -172,19 +172,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_processes_with_jax_distributed_train_one_population_like_one_process(tmp_path):
-    """Two local processes (one CPU device each) join through jax.distributed on 127.0.0.1,
-    share a population of 3 (padded to 4) and write one run folder equal to a single process's."""
-    alone = tmp_path / "alone"
-    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "3", "--run-dir", str(alone),
-                 "--no-progress", *TINY, env={"JAX_NUM_CPU_DEVICES": "1"})
-    assert done.returncode == 0, done.stderr
-    together = tmp_path / "together"
+def train_in_two_processes(run_dir: Path, *args: str) -> None:
+    """`jaxrl train` of one run folder by two local processes (one CPU device each) joined
+    through jax.distributed on 127.0.0.1."""
     script = Path(sys.executable).with_name("jaxrl")
     command = ([str(script)] if script.exists() else [sys.executable, "-m", "jaxrl"]) + [
-        "train", "configs/ppo_cartpole.yaml", "--seeds", "3", "--run-dir", str(together),
-        "--no-progress", *TINY, "--distributed", "--coordinator", f"127.0.0.1:{free_port()}",
-        "--num-processes", "2", "--distributed-timeout", "60"]
+        "train", *args, "--run-dir", str(run_dir), "--no-progress", "--distributed",
+        "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2", "--distributed-timeout", "60"]
     environ = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
     processes = [subprocess.Popen(command + ["--process-id", str(i)], cwd=ROOT, env=environ, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
@@ -194,12 +188,39 @@ def test_two_processes_with_jax_distributed_train_one_population_like_one_proces
         for p in processes:
             p.kill()
     assert [p.returncode for p in processes] == [0, 0], [o[1][-2000:] for o in outputs]
+
+
+def assert_same_run(alone: Path, together: Path, seeds: int) -> None:
     summary = json.loads((together / "summary.json").read_text())
-    assert summary["devices"] == 2 and len(summary["final_eval"]["per_seed"]) == 3
+    assert summary["devices"] == 2 and len(summary["final_eval"]["per_seed"]) == seeds
     assert_same_rows(rows_by(alone / "metrics.csv", "seed"), rows_by(together / "metrics.csv", "seed"))
     assert summary["final_eval"]["per_seed"] == pytest.approx(
         json.loads((alone / "summary.json").read_text())["final_eval"]["per_seed"], rel=1e-5)
     assert sorted(p.name for p in (together / "checkpoints").iterdir() if p.name.isdigit())  # saved together
+
+
+def test_two_processes_with_jax_distributed_train_one_population_like_one_process(tmp_path):
+    """Two local processes (one CPU device each) join through jax.distributed on 127.0.0.1,
+    share a population of 3 (padded to 4) and write one run folder equal to a single process's."""
+    alone = tmp_path / "alone"
+    done = jaxrl("train", "configs/ppo_cartpole.yaml", "--seeds", "3", "--run-dir", str(alone),
+                 "--no-progress", *TINY, env={"JAX_NUM_CPU_DEVICES": "1"})
+    assert done.returncode == 0, done.stderr
+    train_in_two_processes(tmp_path / "together", "configs/ppo_cartpole.yaml", "--seeds", "3", *TINY)
+    assert_same_run(alone, tmp_path / "together", 3)
+
+
+def test_host_envs_under_jax_distributed_step_in_each_process_like_one_process(tmp_path):
+    """Host envs across machines: each of two processes steps the gymnasium workers of the
+    members on its own device; the run equals one process stepping all of them on two devices."""
+    pytest.importorskip("gymnasium")
+    args = ["configs/ppo_cartpole.yaml", "--seeds", "4", *TINY, "env.backend=gymnasium", "env.num_workers=1",
+            "checkpoint.every_env_steps=1024"]
+    alone = tmp_path / "alone"
+    done = jaxrl("train", *args, "--run-dir", str(alone), "--no-progress", env={"JAX_NUM_CPU_DEVICES": "2"})
+    assert done.returncode == 0, done.stderr
+    train_in_two_processes(tmp_path / "together", *args)
+    assert_same_run(alone, tmp_path / "together", 4)
 
 
 def test_an_unreachable_coordinator_is_a_clear_error_within_the_timeout(tmp_path):

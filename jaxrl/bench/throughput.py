@@ -56,12 +56,15 @@ WORKLOADS = (
     Workload("ppo-brax-ant", "PPO (Gaussian)", "brax ant (mjx)", "ppo_brax_ant.yaml",
              ("env.num_envs=16", "algo.num_steps=32", "algo.num_minibatches=4"), kind="brax",
              population_steps=60_000, max_steps_per_seed=20_480, min_steps_per_seed=5_120, extra="brax"),
-    Workload("ppo-lunarlander", "PPO (categorical)", "LunarLander-v3 (host)", "ppo_lunarlander.yaml",
-             ("algo.num_minibatches=16",), kind="host", population_steps=300_000,
-             max_steps_per_seed=65_536, min_steps_per_seed=8_192, extra="box2d"),
-    Workload("dqn-lunarlander", "DQN", "LunarLander-v3 (host)", "dqn_lunarlander.yaml", _LEARN_EARLY,
-             kind="host", population_steps=200_000, max_steps_per_seed=40_000, min_steps_per_seed=4_000,
-             extra="box2d"),
+    *(Workload(f"{name}-lunarlander{suffix}", algorithm, f"LunarLander-v3 ({backend})", config,
+               (*overrides, f"env.backend={backend}"), kind="host", population_steps=steps,
+               max_steps_per_seed=most, min_steps_per_seed=least, extra=extra)
+      for backend, suffix, extra in (("gymnasium", "", "box2d"), ("envpool", "-envpool", "envpool"))
+      for name, algorithm, config, overrides, steps, most, least in (
+          ("ppo", "PPO (categorical)", "ppo_lunarlander.yaml", ("algo.num_minibatches=16",),
+           600_000, 65_536, 8_192),
+          ("grpo", "GRPO", "grpo_lunarlander.yaml", ("algo.horizon=256",), 600_000, 81_920, 40_960),
+          ("dqn", "DQN", "dqn_lunarlander.yaml", _LEARN_EARLY, 200_000, 40_000, 4_000))),
 )
 TINY_STEPS = 5_120
 TINY = ("ppo-cartpole", "dqn-cartpole")
@@ -73,7 +76,7 @@ SIZES = {
     ("quick", "cpu"): (1, 16), ("quick", "gpu"): (1, 256),
     ("full", "cpu"): (1, 16, 64), ("full", "gpu"): (1, 64, 1024, 4096),
 }
-KIND_MAX_SIZE = {("brax", "cpu"): 4, ("brax", "gpu"): 1024, ("host", "cpu"): 16, ("host", "gpu"): 64}
+KIND_MAX_SIZE = {("brax", "cpu"): 4, ("brax", "gpu"): 1024, ("host", "cpu"): 64, ("host", "gpu"): 64}
 GPU_SCALE = 30  # a GPU row's population budget is this many times a CPU row's
 
 
@@ -109,7 +112,8 @@ def chunked(steps: int) -> str:
 def measure(workload: Workload, config_dir: Path, seeds: int, steps: int, timeout: float) -> dict[str, Any]:
     """One row's measurement in a fresh worker process."""
     spec = {"config": str(config_dir / workload.config), "seeds": seeds, "steps": steps,
-            "overrides": [*workload.overrides, *SPEED_ONLY, chunked(steps)]}
+            "overrides": [*workload.overrides, *SPEED_ONLY, chunked(steps)],
+            "raw_env": workload.kind == "host"}  # the simulator alone, in the same process
     record = {"workload": workload.name, "seeds": seeds, "requested_steps_per_seed": steps,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return common.run_jaxrl(spec, timeout, record)
@@ -126,12 +130,15 @@ def row_cells(workload: Workload, row: dict[str, Any]) -> str:
     """One Markdown table line."""
     lead = f"| {workload.algorithm} | {workload.env} | {row['seeds']} "
     if row.get("status") != "ok":
-        return lead + f"| – | – | – | – | – | not measured: {last_error_line(row)} |"
+        return lead + f"| – | – | – | – | – | – | – | not measured: {last_error_line(row)} |"
     low, high = row["steady_sps_range"]
     spread = f" [{low:,.0f}–{high:,.0f}]" if row["repeats"] > 1 else ""
     memory = row["peak_device_mib"] if row.get("peak_device_mib") is not None else row["peak_rss_mib"]
+    raw = row.get("raw_env_sps")
+    simulator = f"| {raw:,.0f} | {row['steady_sps'] / raw:.2f} " if raw else "| – | – "
     return (lead + f"| {row['env_steps_per_seed']:,} | {row['devices_used']} | {row['compile_seconds']:.1f} "
-            f"| {row['steady_sps']:,.0f}{spread} | {row['steady_sps'] / row['seeds']:,.0f} | {common.fmt(memory)} |")
+            f"| {row['steady_sps']:,.0f}{spread} | {row['steady_sps'] / row['seeds']:,.0f} {simulator}"
+            f"| {common.fmt(memory)} |")
 
 
 def render(machine: dict[str, Any], budget: common.Budget, rows: list[tuple[Workload, dict[str, Any]]],
@@ -146,10 +153,13 @@ def render(machine: dict[str, Any], budget: common.Budget, rows: list[tuple[Work
            "the others come from the earlier report in this folder"] if remeasured else []),
     ])
     lines += [f"| algorithm | env | seeds | env steps / seed | devices | compile s | steady SPS (all seeds) "
-              f"| SPS per seed | {memory} |", "|---|---|---|---|---|---|---|---|---|"]
+              f"| SPS per seed | raw env SPS | training ÷ raw | {memory} |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [row_cells(workload, row) for workload, row in rows]
     lines += ["", "Compile s: init, the training chunk and the evaluator, traced and compiled. Steady SPS: env "
               "steps of all seeds per second of training, excluding compile, the first chunk and evaluation. "
+              "Raw env SPS (host envs): the same backend stepping the population's envs (seeds x env.num_envs "
+              "copies, one vector env) with random actions and no learner, measured in the same process "
+              "before and after training; training ÷ raw is the share of the simulator's speed training keeps. "
               "Memory: the worker process's peak resident set on CPU (≈ 0.6 GiB is Python and JAX), the "
               "largest device's peak on an accelerator."]
     if skipped:
@@ -196,7 +206,8 @@ def rows_of(runs: Sequence[dict[str, Any]]) -> list[tuple[Workload, dict[str, An
     for workload in WORKLOADS:
         for seeds in sorted({run["seeds"] for run in runs if run["workload"] == workload.name}):
             rows.append((workload, common.median_of(
-                [run for run in runs if (run["workload"], run["seeds"]) == (workload.name, seeds)])))
+                [run for run in runs if (run["workload"], run["seeds"]) == (workload.name, seeds)],
+                ("steady_sps", "compile_seconds", "raw_env_sps"))))
     return rows
 
 

@@ -65,7 +65,7 @@ def _check_host_options(config: Config, algo: Algorithm, backend: str, envs_per_
     """Refuses host-loop options that cannot apply to this env and algorithm."""
     env = config.env
     if backend == "jax":
-        for name, default in (("host_groups", 0), ("learn_while_stepping", False)):
+        for name, default in (("host_groups", 0), ("learn_while_stepping", False), ("device_turns", True)):
             if getattr(env, name) != default:
                 raise ConfigError(f"env.{name} applies to host envs, but {env.id} steps inside the compiled "
                                   f"program (env.backend={env.backend}); remove it or choose a host backend")
@@ -130,7 +130,7 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
         deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel,
         programs=programs, groups=host_groups(config.env.host_groups, envs_per_member),
-        learn_while_stepping=config.env.learn_while_stepping)
+        learn_while_stepping=config.env.learn_while_stepping, device_turns=config.env.device_turns)
 
 
 def members_per_call(config: Config, built: Built, memory_plan: memory.MemoryPlan,

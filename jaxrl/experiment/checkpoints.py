@@ -59,11 +59,23 @@ def with_empty(restored: Any, abstract: Any) -> Any:
     return jax.tree.map(fill, abstract, restored)
 
 
+class _UnretrievedReadErrors(logging.Filter):
+    """Drops asyncio's "exception was never retrieved" reports of the reads orbax abandoned
+    on a damaged checkpoint: they are logged whenever the task is collected, often after
+    `quiet_orbax` ended (at exit, after our one-line error)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "exception was never retrieved" not in str(record.msg)
+
+
 @contextlib.contextmanager
 def quiet_orbax() -> Iterator[None]:
     """Silences what orbax and its async machinery print while reading a checkpoint: their
     loggers, and the tracebacks tensorstore's threads print to stderr when their reads of a
     damaged checkpoint finish after orbax gave up on it (pages of them before our one line)."""
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _UnretrievedReadErrors) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_UnretrievedReadErrors())  # for good: they surface when collected
     loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "orbax", "jax._src.distributed")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

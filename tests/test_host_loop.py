@@ -1,0 +1,114 @@
+"""The host loop's bookkeeping: every env step lands in the right [member, t, env] slot of the
+`Steps` that `learn` gets, whatever the env groups, device turns and learning order."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_python
+
+pytest.importorskip("gymnasium")
+pytestmark = pytest.mark.timeout(600)
+
+MEMBERS, ENVS, STEPS, UPDATES = 4, 4, 12, 2
+
+# Two real updates of a population on the transparent Counting env (tests/host_test_envs.py),
+# in a fresh process with two CPU devices; prints the Steps each update learned from.
+CODE = """
+import json, sys
+import jax, numpy as np
+sys.path.insert(0, "tests")
+from jaxrl import config as config_lib, population
+from jaxrl.experiment.assemble import build, make_population
+
+overrides = ["env.id=host_test_envs:Counting-v0", "env.backend=gymnasium", "env.num_workers=1",
+             "env.num_envs={envs}", "seeds={members}", "total_env_steps=100000", *{overrides}]
+config = config_lib.load("{config}", overrides)
+built = build(config)
+pop = make_population(config, built)
+try:
+    hparams = pop.members.place(population.broadcast_hparams(built.algo.default_hparams, {members}))
+    state = pop.init(population.stream_keys(0, {members}, population.INIT_STREAM), hparams)
+    pop.compile(state, hparams)
+    out = []
+    for update in range({updates}):
+        state, metrics = pop.train_chunk(state, hparams, 1)
+        steps = [shard.buffers[update % 2].steps for shard in pop.shards]
+        steps = jax.tree.map(lambda *x: np.concatenate(x), *steps)
+        action = steps.record.action if hasattr(steps.record, "action") else steps.record
+        out.append({{name: np.asarray(getattr(steps, name)).tolist() for name in
+                    ("obs", "reward", "terminated", "truncated", "final_obs", "episode_done",
+                     "episode_return")}} | {{"action": np.asarray(action).tolist(), "shards": len(pop.shards),
+                                            "groups": pop.groups}})
+    print("RESULT" + json.dumps(out))
+finally:
+    pop.close()
+"""
+
+PPO = ("configs/ppo_cartpole.yaml", [f"algo.num_steps={STEPS}", "algo.num_minibatches=2"])
+DQN = ("configs/dqn_lunarlander.yaml", [f"algo.rollout_steps={STEPS}", "algo.replay_ratio=0.0625",
+                                        "algo.buffer_size=1024", "algo.learning_starts=96", "algo.batch_size=16"])
+
+
+def run_updates(config: tuple[str, list[str]], *overrides: str) -> list[dict]:
+    path, base = config
+    code = CODE.format(config=path, envs=ENVS, members=MEMBERS, updates=UPDATES,
+                       overrides=repr([*base, *overrides]))
+    done = run_python(code, devices=2, timeout=500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
+    return [{k: np.asarray(v) for k, v in update.items()} for update in json.loads(line[len("RESULT"):])]
+
+
+def check_alignment(updates: list[dict]) -> None:
+    """Each step's reward, flags, final observation and next observation follow from the
+    observation it acted on and its recorded action, as the Counting env defines them."""
+    carried, running = None, 0.0
+    for steps in updates:
+        obs, action = steps["obs"], steps["action"]  # [M, T, E, 3], [M, T, E]
+        ident, t = obs[..., 0], obs[..., 1]
+        length = 3 + ident.astype(int) % 5
+        np.testing.assert_array_equal(steps["reward"], 10 * (t + 1) + action)
+        np.testing.assert_array_equal(steps["terminated"], t + 1 >= length)
+        assert not steps["truncated"].any()
+        np.testing.assert_array_equal(steps["final_obs"][..., 1], t + 1)
+        np.testing.assert_array_equal(steps["final_obs"][..., 0], ident)
+        done = steps["episode_done"]
+        np.testing.assert_array_equal(done, steps["terminated"])
+        assert done.any() and (~done).any()
+        # the next observation continues the episode, or starts a fresh one at t = 0
+        after = np.where(done[..., None], 0, steps["final_obs"])[..., 1]
+        np.testing.assert_array_equal(after[:, :-1], t[:, 1:])
+        if carried is not None:  # the next update goes on from where the last one stopped
+            np.testing.assert_array_equal(carried, t[:, 0])
+        carried = after[:, -1]
+        for step in range(t.shape[1]):  # an episode's return: its rewards since its t = 0
+            running = np.where(t[:, step] == 0, 0.0, running) + steps["reward"][:, step]
+            ended = done[:, step]
+            np.testing.assert_allclose(steps["episode_return"][:, step][ended], running[ended])
+
+
+@pytest.mark.parametrize("overrides", [
+    ("env.host_groups=1", "env.device_turns=false"),
+    ("env.host_groups=2", "env.device_turns=true"),
+])
+def test_every_step_lands_where_learn_reads_it(overrides):
+    """Observations never depend on actions, so every layout must see the very same
+    observation sequences, and each step's outcome must match its observation and action."""
+    updates = run_updates(PPO, *overrides)
+    check_alignment(updates)
+    assert updates[0]["shards"] == (2 if "env.device_turns=true" in overrides else 1)
+    assert updates[0]["groups"] == int(overrides[0][-1])
+    reference = run_updates(PPO, "env.host_groups=1", "env.device_turns=false") if overrides[0][-1] != "1" else None
+    if reference is not None:
+        for mine, theirs in zip(updates, reference):
+            np.testing.assert_array_equal(mine["obs"], theirs["obs"])
+
+
+def test_dqn_learning_while_stepping_keeps_every_step_in_place():
+    updates = run_updates(DQN, "env.host_groups=2", "env.learn_while_stepping=true")
+    check_alignment(updates)
+    strict = run_updates(DQN, "env.host_groups=2")
+    for mine, theirs in zip(updates, strict):
+        np.testing.assert_array_equal(mine["obs"], theirs["obs"])
