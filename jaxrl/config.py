@@ -42,14 +42,14 @@ class EnvConfig:
     num_workers: int = 0  # host envs: worker processes (EnvPool: threads); 0: one per core
     step_timeout: float = 60.0  # host envs: seconds before a silent worker counts as hung
     # host envs: each member's envs step in this many groups in turns, so the simulators step
-    # one group while the device chooses another's actions (1: lockstep; 0: 2 when they split evenly)
-    host_groups: int = 0
+    # one group while the device chooses another's actions (1: lockstep, act -> step -> act)
+    host_groups: int = 1
     # host envs, replay learners (DQN): the gradient steps of one update run while the envs
     # step the next rollout, which acts with the networks from before them (one update behind)
     learn_while_stepping: bool = False
     # host envs: the members on each device take their updates in turns, so one device's
     # members learn while another's envs step (false: all members act and learn together)
-    device_turns: bool = True
+    device_turns: bool = False
 
     def __post_init__(self):
         if not self.id.strip():
@@ -63,9 +63,9 @@ class EnvConfig:
         if not 0 <= self.num_workers <= MAX_NUM_WORKERS:
             raise ConfigError(f"env.num_workers must be >= 0 (0: one per core) and at most "
                               f"{MAX_NUM_WORKERS}, got {self.num_workers:,}")
-        if not 0 <= self.host_groups <= MAX_NUM_ENVS:
-            raise ConfigError(f"env.host_groups must be 0 (automatic) or the number of groups a member's envs "
-                              f"step in, at most {MAX_NUM_ENVS:,}, got {self.host_groups:,}")
+        if not 1 <= self.host_groups <= MAX_NUM_ENVS:
+            raise ConfigError(f"env.host_groups must be the number of groups a member's envs step in, at least 1 "
+                              f"and at most {MAX_NUM_ENVS:,}, got {self.host_groups:,}")
         if not 0 < self.step_timeout <= MAX_STEP_TIMEOUT:
             raise ConfigError(f"env.step_timeout must be positive seconds, at most {MAX_STEP_TIMEOUT:g} "
                               f"(a day), got {self.step_timeout:g}")

@@ -3,14 +3,18 @@
 The same algorithms through the same rollout contract (`jaxrl.rollout`): the envs step outside
 JAX, the compiled `policy` of the population chooses their actions, and every update ends with
 one compiled `learn` on the collected `Steps` — the very functions the jittable `update` is
-built from. Two kinds of overlap keep the simulators and the devices busy at once, and neither
-changes what a member learns from:
+built from. By default the whole population acts, steps and learns in lockstep. Two kinds of
+overlap, off by default, let the simulators and the devices work at once; neither changes what
+a member learns from. (On the 2-core CPU neither pays: both cores are already busy with the
+simulators or the learner, and each extra call costs ~0.3 ms; see benchmarks/README.md.)
 
-- Shards: the members on each device form a shard with its own envs and its own compiled
-  programs, and the shards take their updates in turns. While one shard's envs step, the
-  other shards' `learn` runs on their own devices (each device runs its programs in order,
-  so only work on different devices overlaps; on CPU jaxrl makes one device per core). Every
-  member still alternates rollout -> learn -> rollout on its own networks.
+- Device turns (`device_turns`): the members on each device form a shard with its own envs and
+  compiled programs, and the shards take their updates in turns. While one shard's envs step,
+  the other shards' `learn` runs on their own devices (each device runs its programs in
+  order, so only work on different devices overlaps; on CPU jaxrl makes one device per core).
+  Every member still alternates rollout -> learn -> rollout on its own networks. Under
+  jax.distributed each process is such a shard (or several): it steps only the envs of the
+  members on its own devices.
 - Env groups: within a shard, each member's E envs form `groups` (G) equal groups, each a host
   vector env of its own, that step in turns: while one group's simulators step, the device
   chooses the actions of the group that has just come back (G = 1: act -> step -> act).
@@ -32,7 +36,7 @@ and chunk boundaries are unchanged.
 
 `HostPopulation` is a `population.Driver` like `Population`, composing the same
 `jaxrl.members.Members` (mesh, placement, compiled-program cache, data-parallel mode, where
-the population is one shard: its gradient steps average over every device), so
+the population is always one shard: its gradient steps average over every device), so
 `population.Run` drives it chunk by chunk with the same reports, evaluation, checkpoints and
 resume; env state lives in other processes, so a resumed run restarts its envs from fresh
 seeds (and the algorithm closes anything that spanned the reset).
@@ -63,13 +67,6 @@ OUTCOME_FIELDS = ("reward", "terminated", "truncated", "final_obs", "episode_don
 def env_seeds(seed: int, stream: int, member: int, index: int, count: int) -> np.ndarray:
     """`count` env seeds for one member, a function of (seed, stream, member, index) only."""
     return np.random.SeedSequence([seed, stream, member, index]).generate_state(count).astype(np.int64)
-
-
-def host_groups(requested: int, envs_per_member: int) -> int:
-    """The env groups that step in turns: `requested`, or (0) two when the envs split evenly."""
-    if requested:
-        return requested
-    return 2 if envs_per_member % 2 == 0 else 1
 
 
 class TimeSplit:
@@ -164,7 +161,8 @@ class HostPopulation:
         self.observation_space = observation_space
         self.envs_per_member, self.eval_episodes = envs_per_member, eval_episodes
         self.groups, self.learn_while_stepping = groups, learn_while_stepping
-        self.device_turns = device_turns and not data_parallel
+        # jax.distributed: each process steps its own members' envs, so it has shards of its own
+        self.device_turns = (device_turns or jax.process_count() > 1) and not data_parallel
         self.eval_max_steps, self.can_evaluate = eval_max_steps, eval_episodes > 0
         self.eval_env: HostVecEnv | None = None
         self.shards = self._make_shards()
@@ -379,14 +377,18 @@ class HostPopulation:
             self._rollout(shard, view, hparams, buffer)
         else:
             state = state._replace(key=self._rollout(shard, self._view(state), hparams, buffer).key)
+        start = time.perf_counter()
         steps = shard.place(buffer.steps)
+        self._time.device += time.perf_counter() - start
         if self.learn_while_stepping:
             shard.waiting = steps
             return state
         return self._learn(shard, state, steps, hparams, metrics)
 
     def _learn(self, shard: Shard, state: Any, steps: Steps, hparams: Any, metrics: list[dict]) -> Any:
+        start = time.perf_counter()
         state, update_metrics = shard.programs["learn"](state, steps, hparams)
+        self._time.device += time.perf_counter() - start
         metrics.append(update_metrics)
         return state
 
@@ -414,11 +416,11 @@ class HostPopulation:
         def decide(group: int, t: int) -> None:  # group's actions for step t, sent to its envs
             nonlocal view
             obs = shard.obs[group]
+            start = time.perf_counter()  # a call can wait for the device before it returns
             key, env_action, record = act(view, shard.feed(obs), hparams)
-            view = view._replace(key=key)
-            start = time.perf_counter()
             env_action, record = np.asarray(env_action), jax.tree.map(np.asarray, record)
             timer.device += time.perf_counter() - start
+            view = view._replace(key=key)
             envs[group].step_async(env_action.reshape((-1,) + env_action.shape[2:]))
             buffer.decision(t, shard.group_slices[group], obs, record)  # while the envs step
 

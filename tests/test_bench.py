@@ -58,7 +58,7 @@ def test_row_budgets_share_the_population_budget_within_bounds():
     assert throughput.steps_per_seed(workload, 64, "full", "gpu") == 200_000  # 30x the budget, capped
     assert throughput.steps_per_seed(workload, 2, "tiny", "cpu") == min(throughput.TINY_STEPS, 20_000)
     host = throughput.Workload("h", "A", "E", "c.yaml", kind="host")
-    assert throughput.sizes_for(host, "full", "cpu") == [1, 16]
+    assert throughput.sizes_for(host, "full", "cpu") == [1, 16, 64]  # the issue asks host rows at 64 seeds too
     assert throughput.sizes_for(host, "full", "gpu") == [1, 64]
 
 

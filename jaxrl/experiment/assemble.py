@@ -65,15 +65,15 @@ def _check_host_options(config: Config, algo: Algorithm, backend: str, envs_per_
     """Refuses host-loop options that cannot apply to this env and algorithm."""
     env = config.env
     if backend == "jax":
-        for name, default in (("host_groups", 0), ("learn_while_stepping", False), ("device_turns", True)):
+        for name, default in (("host_groups", 1), ("learn_while_stepping", False), ("device_turns", False)):
             if getattr(env, name) != default:
                 raise ConfigError(f"env.{name} applies to host envs, but {env.id} steps inside the compiled "
                                   f"program (env.backend={env.backend}); remove it or choose a host backend")
         return
-    if env.host_groups and envs_per_member % env.host_groups:
+    if envs_per_member % env.host_groups:
         raise ConfigError(f"env.host_groups={env.host_groups} must divide each member's {envs_per_member} envs "
                           f"(env.num_envs{' x algo.group_size' if envs_per_member != env.num_envs else ''}); "
-                          f"choose a divisor, or 0 for automatic")
+                          f"choose a divisor")
     if env.learn_while_stepping and algo.spec.replay_field is None:
         raise ConfigError(f"env.learn_while_stepping lets a replay learner (dqn) learn while the envs step; "
                           f"{algo.name} learns from the rollout it just collected; set it to false")
@@ -115,7 +115,7 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
         return population.Population(built.algo, lay.members, devices=devices, evaluator=built.evaluator,
                                      max_members_per_call=max_members_per_call, seed_index=lay.seed_index,
                                      data_parallel=data_parallel, programs=programs)
-    from jaxrl.host_loop import HostPopulation, host_groups
+    from jaxrl.host_loop import HostPopulation
 
     spec = built.host
     envs_per_member = config.env.num_envs * getattr(config.algo, "group_size", 1)
@@ -129,7 +129,7 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
         envs_per_member=envs_per_member, seed=config.seed, eval_episodes=config.eval.episodes,
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
         deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel,
-        programs=programs, groups=host_groups(config.env.host_groups, envs_per_member),
+        programs=programs, groups=config.env.host_groups,
         learn_while_stepping=config.env.learn_while_stepping, device_turns=config.env.device_turns)
 
 

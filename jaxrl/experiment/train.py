@@ -259,11 +259,10 @@ def _check_before_starting(config: Config, built: Built) -> None:
         from jaxrl.experiment.evaluate import check_renderer
 
         check_renderer(config)
-    if built.host is not None and distributed.process_count() > 1 and (
-            config.combine.strategy == "data_parallel" or not config.env.device_turns):
-        raise ConfigError(f"under --distributed each process steps the host envs ({config.env.id}) of the members "
-                          f"on its own devices, which needs env.device_turns: true and a combine.strategy other "
-                          f"than data_parallel; change those, or run without --distributed")
+    if built.host is not None and distributed.process_count() > 1 and config.combine.strategy == "data_parallel":
+        raise ConfigError(f"under --distributed each process steps the host envs ({config.env.id}) of its own "
+                          f"members, but combine.strategy data_parallel makes every member one learner over all "
+                          f"processes; choose another strategy, or run without --distributed")
 
 
 def _open_run_folder(config: Config, run_dir: Path, resume: bool) -> Path:
