@@ -125,6 +125,22 @@ def test_env_counts_and_timeouts_in_range(override, words):
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("overrides, words", [
+    (["env.host_groups=0"], "env.host_groups must be the number of groups a member's envs step in, at least 1"),
+    (["env.host_groups=2"], "env.host_groups applies to host envs, but CartPole-v1 steps inside the compiled program"),
+    (["env.device_turns=true"], "env.device_turns applies to host envs"),
+    (["env.backend=gymnasium", "env.num_envs=6", "env.host_groups=4"],
+     "env.host_groups=4 must divide each member's 6 envs (env.num_envs); choose a divisor"),
+    (["env.backend=gymnasium", "env.learn_while_stepping=true"],
+     "env.learn_while_stepping lets a replay learner (dqn) learn while the envs step; ppo learns from the rollout "
+     "it just collected; set it to false"),
+])
+def test_host_loop_options_that_cannot_apply_are_refused(overrides, words):
+    message = build_error(*overrides)
+    assert words in message, message
+
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("settings, words", [
     (("nohost:notaport", 2, 0), "--coordinator must be HOST:PORT with PORT a whole number in 1..65535"),
