@@ -89,26 +89,27 @@ def check_alignment(updates: list[dict]) -> None:
             np.testing.assert_allclose(steps["episode_return"][:, step][ended], running[ended])
 
 
-@pytest.mark.parametrize("overrides", [
-    ("env.host_groups=1", "env.device_turns=false"),
-    ("env.host_groups=2", "env.device_turns=true"),
-])
-def test_every_step_lands_where_learn_reads_it(overrides):
+@pytest.fixture(scope="module")
+def lockstep() -> list[dict]:
+    """The default layout: one program for all members, every env stepping in lockstep."""
+    return run_updates(PPO)
+
+
+def test_every_step_lands_where_learn_reads_it(lockstep):
     """Observations never depend on actions, so every layout must see the very same
     observation sequences, and each step's outcome must match its observation and action."""
-    updates = run_updates(PPO, *overrides)
-    check_alignment(updates)
-    assert updates[0]["shards"] == (2 if "env.device_turns=true" in overrides else 1)
-    assert updates[0]["groups"] == int(overrides[0][-1])
-    reference = run_updates(PPO, "env.host_groups=1", "env.device_turns=false") if overrides[0][-1] != "1" else None
-    if reference is not None:
-        for mine, theirs in zip(updates, reference):
-            np.testing.assert_array_equal(mine["obs"], theirs["obs"])
+    check_alignment(lockstep)
+    assert (lockstep[0]["shards"], lockstep[0]["groups"]) == (1, 1)
+    turns = run_updates(PPO, "env.host_groups=2", "env.device_turns=true")
+    check_alignment(turns)
+    assert (turns[0]["shards"], turns[0]["groups"]) == (2, 2)
+    for mine, theirs in zip(turns, lockstep):
+        np.testing.assert_array_equal(mine["obs"], theirs["obs"])
 
 
-def test_dqn_learning_while_stepping_keeps_every_step_in_place():
+def test_dqn_learning_while_stepping_keeps_every_step_in_place(lockstep):
+    """Env seeds follow (seed, member, env) only, so DQN's envs start like PPO's."""
     updates = run_updates(DQN, "env.host_groups=2", "env.learn_while_stepping=true")
     check_alignment(updates)
-    strict = run_updates(DQN, "env.host_groups=2")
-    for mine, theirs in zip(updates, strict):
+    for mine, theirs in zip(updates, lockstep):
         np.testing.assert_array_equal(mine["obs"], theirs["obs"])
