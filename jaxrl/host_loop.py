@@ -209,8 +209,9 @@ class HostPopulation:
         self._eval_act = self.members.per_member(eval_act, 4)
 
     def _shard_program(self, name: str, num_args: int) -> Any:
-        """A per-member function for one shard (jitted, vmapped over its members; data-parallel:
-        the population's shard_map with its gradient syncing)."""
+        """A per-member function for one shard: jitted and vmapped over its members on its device
+        (device turns), else the population's shard_map over the whole mesh (data-parallel: with
+        its gradient syncing)."""
         fn, donate = self._functions[name]
         if not self.device_turns:
             return self.members.per_member(fn, num_args, donate=donate)
