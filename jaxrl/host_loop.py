@@ -321,7 +321,7 @@ class HostPopulation:
             shard.programs["lagged_view"] = compiled("lagged_view", view)
         if self.algo.spec.reset_groups:
             shard.programs["spend_reset_key"] = compiled("spend_reset_key", state.key)
-        _, _, record = jax.eval_shape(self._shard_program("act", 3), view, obs, hparams)
+        _, _, record = shard.programs["act"].out_info
         steps = self._abstract_steps(self._abstract_obs(shard.size, self.envs_per_member, shard.sharding),
                                      record, shard.sharding)
         shard.programs["learn"] = compiled("learn", state, steps, hparams)

@@ -22,15 +22,15 @@ Stepper = tuple[Callable[[Any], Any], Callable[[], None]]
 
 
 def random_actions(space: Any, count: int, num_envs: int, seed: int) -> Any:
-    """`count` batches of uniform random actions for a Discrete or Box space, drawn up front
-    so the timed loop measures the envs, not the random number generator."""
-    import gymnasium
+    """`count` batches of uniform random actions for a Discrete or Box space (gymnasium's or
+    gymnax's), drawn up front so the timed loop measures the envs, not the random number generator."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    if isinstance(space, gymnasium.spaces.Discrete):
-        return (space.start + rng.integers(0, space.n, (count, num_envs))).astype(np.int32)
-    return rng.uniform(space.low, space.high, (count, num_envs, *space.shape)).astype(space.dtype)
+    if hasattr(space, "n"):  # Discrete
+        return (getattr(space, "start", 0) + rng.integers(0, space.n, (count, num_envs))).astype(np.int32)
+    low, high = np.broadcast_to(space.low, space.shape), np.broadcast_to(space.high, space.shape)
+    return rng.uniform(low, high, (count, num_envs, *space.shape)).astype(space.dtype)
 
 
 def preload(system: str) -> None:

@@ -49,18 +49,13 @@ def raw_host_sps(config: Any, num_envs: int, seconds: float = 3.0) -> float:
     """Env steps per second of the config's host env alone: one vector env of `num_envs`
     copies (the population's envs) stepped in lockstep with random actions, no learner."""
     import numpy as np
-    from gymnax.environments import spaces
 
-    from jaxrl.experiment.assemble import build
+    from jaxrl.bench.host_worker import random_actions
     from jaxrl.envs.host import open_host_env
+    from jaxrl.experiment.assemble import build
 
     spec = build(config).host
-    rng, space = np.random.default_rng(0), spec.action_space
-    if isinstance(space, spaces.Discrete):
-        batches = [rng.integers(0, space.n, num_envs) for _ in range(16)]
-    else:
-        low, high = np.broadcast_to(space.low, space.shape), np.broadcast_to(space.high, space.shape)
-        batches = [rng.uniform(low, high, (num_envs,) + tuple(space.shape)).astype(space.dtype) for _ in range(16)]
+    batches = random_actions(spec.action_space, 16, num_envs, seed=0)
     with open_host_env(spec, num_envs, num_workers=config.env.num_workers, timeout=config.env.step_timeout) as env:
         env.reset(np.arange(num_envs))
         for batch in batches:  # warm: threads started, first episodes under way
@@ -89,7 +84,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     devices = jax.devices()[: spec["devices"]] if spec.get("devices") else None
     raw: list[float] = []
     if spec.get("raw_env"):  # the simulator alone, before and after training (machines drift)
-        num_envs = spec["seeds"] * config.env.num_envs * getattr(config.algo, "group_size", 1)
+        from jaxrl.experiment.assemble import envs_per_member
+
+        num_envs = spec["seeds"] * envs_per_member(config)
         raw.append(raw_host_sps(config, num_envs))
     with tempfile.TemporaryDirectory(prefix="jaxrl-bench-") as folder:
         summary = train(config, Path(folder) / "run", progress=False, devices=devices)

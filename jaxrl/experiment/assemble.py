@@ -61,18 +61,27 @@ def _host_spec(config: Config, backend: str) -> HostEnvSpec:
         raise
 
 
-def _check_host_options(config: Config, algo: Algorithm, backend: str, envs_per_member: int) -> None:
+def envs_per_member(config: Config) -> int:
+    """Env copies each member steps: `env.num_envs`, times GRPO's `group_size` rollouts per start."""
+    return config.env.num_envs * getattr(config.algo, "group_size", 1)
+
+
+HOST_LOOP_OPTIONS = ("host_groups", "learn_while_stepping", "device_turns")
+
+
+def _check_host_options(config: Config, algo: Algorithm, backend: str) -> None:
     """Refuses host-loop options that cannot apply to this env and algorithm."""
-    env = config.env
+    env, per_member = config.env, envs_per_member(config)
     if backend == "jax":
-        for name, default in (("host_groups", 1), ("learn_while_stepping", False), ("device_turns", False)):
-            if getattr(env, name) != default:
+        defaults = type(env)()
+        for name in HOST_LOOP_OPTIONS:
+            if getattr(env, name) != getattr(defaults, name):
                 raise ConfigError(f"env.{name} applies to host envs, but {env.id} steps inside the compiled "
                                   f"program (env.backend={env.backend}); remove it or choose a host backend")
         return
-    if envs_per_member % env.host_groups:
-        raise ConfigError(f"env.host_groups={env.host_groups} must divide each member's {envs_per_member} envs "
-                          f"(env.num_envs{' x algo.group_size' if envs_per_member != env.num_envs else ''}); "
+    if per_member % env.host_groups:
+        raise ConfigError(f"env.host_groups={env.host_groups} must divide each member's {per_member} envs "
+                          f"(env.num_envs{' x algo.group_size' if per_member != env.num_envs else ''}); "
                           f"choose a divisor")
     if env.learn_while_stepping and algo.spec.replay_field is None:
         raise ConfigError(f"env.learn_while_stepping lets a replay learner (dqn) learn while the envs step; "
@@ -87,13 +96,13 @@ def build(config: Config) -> Built:
     backend = resolve_backend(config.env.id, config.env.backend, registered_ids())
     spec, evaluator = None, None
     if backend == "jax":
-        env, env_params = make_env(config, config.env.num_envs * group, group_size=group)
+        env, env_params = make_env(config, envs_per_member(config), group_size=group)
     else:
         spec = _host_spec(config, backend)
-        env = JaxStandIn(spec, config.env.num_envs * group, group)
+        env = JaxStandIn(spec, envs_per_member(config), group)
         env_params = env.default_params
     algo = ALGOS[config.algo.name].make(config.algo, env, env_params, config.total_env_steps)
-    _check_host_options(config, algo, backend, config.env.num_envs * group)
+    _check_host_options(config, algo, backend)
     if backend == "jax":
         eval_env, _ = make_env(config, config.eval.episodes, update_stats=False)
         max_steps = config.eval.max_steps or episode_limit(env_params)
@@ -118,7 +127,6 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
     from jaxrl.host_loop import HostPopulation
 
     spec = built.host
-    envs_per_member = config.env.num_envs * getattr(config.algo, "group_size", 1)
 
     def open_env(num_envs: int) -> Any:
         return open_host_env(spec, num_envs, num_workers=config.env.num_workers,
@@ -126,7 +134,7 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
 
     return HostPopulation(
         built.algo, lay.members, seed_index=lay.seed_index, open_env=open_env, observation_space=spec.observation_space,
-        envs_per_member=envs_per_member, seed=config.seed, eval_episodes=config.eval.episodes,
+        envs_per_member=envs_per_member(config), seed=config.seed, eval_episodes=config.eval.episodes,
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
         deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel,
         programs=programs, groups=config.env.host_groups,

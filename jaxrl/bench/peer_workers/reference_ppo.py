@@ -181,13 +181,23 @@ def ppo_loss(network: nn.Module, config: dict[str, Any], params: Any, t: Transit
     return total, (value_loss, actor_loss, ent)
 
 
+def shuffled_minibatches(batch: Any, rng: jax.Array, num_minibatches: int) -> Any:
+    """A rollout's leaves ([T, N, ...]) flattened to [T * N, ...], shuffled, and cut into
+    `num_minibatches` minibatches: [num_minibatches, T * N / num_minibatches, ...]."""
+    leaf = jax.tree.leaves(batch)[0]
+    batch_size = leaf.shape[0] * leaf.shape[1]
+    permutation = jax.random.permutation(rng, batch_size)
+    flat = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), batch)
+    shuffled = jax.tree.map(lambda x: jnp.take(x, permutation, axis=0), flat)
+    return jax.tree.map(lambda x: x.reshape((num_minibatches, batch_size // num_minibatches) + x.shape[1:]),
+                        shuffled)
+
+
 def make_train(config: dict[str, Any]) -> Callable[[jax.Array], dict[str, Any]]:
     """Returns `train(rng)`: a whole PPO run of one agent as nested `lax.scan`s."""
     config = {**DEFAULT_CONFIG, **config}
     num_envs, num_steps = config["NUM_ENVS"], config["NUM_STEPS"]
     num_updates = config["TOTAL_TIMESTEPS"] // num_steps // num_envs
-    batch_size = num_envs * num_steps
-    minibatch_size = batch_size // config["NUM_MINIBATCHES"]
     env, env_params = gymnax.make(config["ENV_NAME"])
     env = EpisodeLogger(env)
     num_actions = env.env.action_space(env_params).n
@@ -241,12 +251,7 @@ def make_train(config: dict[str, Any]) -> Callable[[jax.Array], dict[str, Any]]:
 
                 params, opt_state, traj, advantages, targets, rng = update_state
                 rng, perm_rng = jax.random.split(rng)
-                permutation = jax.random.permutation(perm_rng, batch_size)
-                batch = (traj, advantages, targets)
-                flat = jax.tree.map(lambda x: x.reshape((batch_size,) + x.shape[2:]), batch)
-                shuffled = jax.tree.map(lambda x: jnp.take(x, permutation, axis=0), flat)
-                minibatches = jax.tree.map(
-                    lambda x: x.reshape((config["NUM_MINIBATCHES"], minibatch_size) + x.shape[1:]), shuffled)
+                minibatches = shuffled_minibatches((traj, advantages, targets), perm_rng, config["NUM_MINIBATCHES"])
                 (params, opt_state), losses = jax.lax.scan(minibatch_step, (params, opt_state), minibatches)
                 return (params, opt_state, traj, advantages, targets, rng), losses
 
