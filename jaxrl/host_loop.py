@@ -34,6 +34,13 @@ and with its exploration schedule one update behind too). Every rollout is still
 learned from exactly once, in order; a chunk ends with all its rollouts learned, so checkpoints
 and chunk boundaries are unchanged.
 
+Normalisation (`env.normalize_obs` / `normalize_reward`): the jittable wrappers run over a
+`JaxStandIn` whose steps are the host envs' (`wrapped_env`), in one compiled `observe` per step
+that updates the running statistics kept in each member's `env_state` and returns the
+normalised observations and scaled rewards, exactly as the jittable env would; so the
+statistics are checkpointed and resumed with the rest of the state, and evaluation
+normalises with them frozen.
+
 `HostPopulation` is a `population.Driver` like `Population`, composing the same
 `jaxrl.members.Members` (mesh, placement, compiled-program cache, data-parallel mode, where
 the population is always one shard: its gradient steps average over every device), so
@@ -53,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.algos.base import Algorithm
-from jaxrl.envs.host.common import HostStep, HostVecEnv
+from jaxrl.envs.host.common import HostEnvParams, HostStep, HostVecEnv
 from jaxrl.members import MEMBER_AXIS, Members
 from jaxrl.population import reduce_chunk
 from jaxrl.rollout import Steps, reset_key, step_keys
@@ -115,6 +122,8 @@ class Shard:
         self.buffers: list[RolloutBuffer] = []
         self.programs: dict[str, Any] = {}
         self.waiting: Any = None  # a collected rollout not yet learned from (learn_while_stepping)
+        self.fresh_stats = False  # normalising: the next reset starts the running statistics anew
+        self.unobserved_reset = False  # normalising: `obs` are a reset's, not normalised yet
 
     @property
     def size(self) -> int:
@@ -148,9 +157,12 @@ class HostPopulation:
                  eval_max_steps: int = 1000, deterministic: bool = True,
                  devices: Sequence[Any] | None = None, seed_index: np.ndarray | None = None,
                  data_parallel: bool = False, programs: dict | None = None, groups: int = 1,
-                 learn_while_stepping: bool = False, device_turns: bool = True):
+                 learn_while_stepping: bool = False, device_turns: bool = True, wrapped_env: Any = None):
         if groups < 1 or envs_per_member % groups:
             raise ValueError(f"groups={groups} must divide the {envs_per_member} envs of each member")
+        if wrapped_env is not None and groups > 1:
+            raise ValueError("normalising wrappers update their statistics with all a member's envs at "
+                             "each step; they need groups=1")
         if learn_while_stepping and algo.spec.replay_field is None:
             raise ValueError(f"learn_while_stepping needs a replay learner; {algo.name} learns from "
                              f"the rollout it just collected")
@@ -161,6 +173,7 @@ class HostPopulation:
         self.observation_space = observation_space
         self.envs_per_member, self.eval_episodes = envs_per_member, eval_episodes
         self.groups, self.learn_while_stepping = groups, learn_while_stepping
+        self.wrapped_env = wrapped_env  # None: host observations and rewards go to the agent as they are
         # jax.distributed: each process steps its own members' envs, so it has shards of its own
         self.device_turns = (device_turns or jax.process_count() > 1) and not data_parallel
         self.eval_max_steps, self.can_evaluate = eval_max_steps, eval_episodes > 0
@@ -198,13 +211,28 @@ class HostPopulation:
             view = jax.tree.map(jnp.copy, view)
             return view._replace(key=jax.random.fold_in(view.key, LAGGED_ACT_STREAM))
 
+        env = self.wrapped_env
+        feed = lambda obs: env.default_params._replace(obs=obs)  # noqa: E731  the stand-in hands them out
+
+        def observe(env_state, host_step):  # the wrappers over one step of a member's envs
+            obs, env_state, reward, _, _, info = env.step(None, env_state, host_step, feed(None))
+            return env_state, obs, reward, info["final_observation"]
+
+        def observe_reset(env_state, obs, fresh):  # fresh: new statistics, else the state's kept
+            obs, reset_state = env.reset(None, feed(obs)) if fresh else env.reset_from(None, feed(obs), env_state)
+            return reset_state, obs
+
         def eval_act(state, obs, key, step):
             key = jax.random.fold_in(key, step)  # a fresh key per step, inside the compiled call
+            if env is not None:  # normalised with the training statistics, frozen
+                obs = env.reset_from(None, feed(obs), algo.env_state(state))[0]
             return algo.act(algo.policy_params(state), obs, key, deterministic)
 
         self._functions = {"act": (act, False), "lagged_view": (lagged_view, False),
                            "spend_reset_key": (lambda key: reset_key(key)[0], False),
-                           "learn": (algo.learn, True)}
+                           "learn": (algo.learn, True), "observe": (observe, False),
+                           "observe_reset": (lambda env_state, obs: observe_reset(env_state, obs, False), False),
+                           "observe_first_reset": (lambda env_state, obs: observe_reset(env_state, obs, True), False)}
         self._after_reset = self.members.per_member(algo.after_env_reset, 1, donate=True)
         self._eval_act = self.members.per_member(eval_act, 4)
 
@@ -278,6 +306,7 @@ class HostPopulation:
             mine = seeds[shard.members]
             shard.obs = [env.reset(mine[:, envs].reshape(-1)).reshape((shard.size, -1) + self.observation_space.shape)
                          for env, envs in zip(self._open(shard), shard.group_slices)]
+            shard.unobserved_reset = self.wrapped_env is not None
 
     def close(self) -> None:
         for shard in self.shards:
@@ -290,6 +319,8 @@ class HostPopulation:
     def init(self, keys: chex.Array, hparams: Any) -> Any:
         state = self.members.init(keys, hparams)
         self._updates = 0
+        for shard in self.shards:
+            shard.fresh_stats = True
         if not self.algo.spec.reset_groups:
             self._reset(TRAIN_STREAM, 0)
         return state
@@ -326,6 +357,15 @@ class HostPopulation:
                                      record, shard.sharding)
         shard.programs["learn"] = compiled("learn", state, steps, hparams)
         shard.buffers = [RolloutBuffer(steps) for _ in range(2)]
+        if self.wrapped_env is not None:
+            env_state, obs = self.algo.env_state(view), steps.obs
+            first = jax.ShapeDtypeStruct(obs.shape[:1] + obs.shape[2:], obs.dtype, sharding=shard.sharding)
+            flat = lambda x: jax.ShapeDtypeStruct(x.shape[:1] + x.shape[2:], x.dtype, sharding=x.sharding)  # noqa: E731
+            host_step = HostStep(first, flat(steps.reward), flat(steps.terminated), flat(steps.truncated),
+                                 first, None, None, None)
+            shard.programs["observe"] = compiled("observe", env_state, host_step)
+            for name in ("observe_reset", "observe_first_reset"):
+                shard.programs[name] = compiled(name, env_state, first)
 
     def _abstract_steps(self, obs: jax.ShapeDtypeStruct, record: Any, sharding: Any) -> Steps:
         """[M, T, E, ...] shapes of one update's `Steps` (records given for one group)."""
@@ -375,9 +415,10 @@ class HostPopulation:
         if shard.waiting is not None:  # learn from the last rollout while acting with a copy from before
             view = programs["lagged_view"](self._view(state))
             state = self._learn(shard, state, shard.waiting, hparams, metrics)
-            self._rollout(shard, view, hparams, buffer)
+            state = state._replace(env_state=self._rollout(shard, view, hparams, buffer).env_state)
         else:
-            state = state._replace(key=self._rollout(shard, self._view(state), hparams, buffer).key)
+            rolled = self._rollout(shard, self._view(state), hparams, buffer)
+            state = state._replace(key=rolled.key, env_state=rolled.env_state)
         start = time.perf_counter()
         steps = shard.place(buffer.steps)
         self._time.device += time.perf_counter() - start
@@ -413,6 +454,8 @@ class HostPopulation:
         """`rollout_steps` steps of a shard's envs into `buffer`, its env groups stepping in
         turns; returns `view` with its key advanced past the rollout."""
         steps, envs, timer, act = self.algo.spec.rollout_steps, self._open(shard), self._time, shard.programs["act"]
+        if shard.unobserved_reset:
+            view = self._observe_reset(shard, view)
 
         def decide(group: int, t: int) -> None:  # group's actions for step t, sent to its envs
             nonlocal view
@@ -432,11 +475,36 @@ class HostPopulation:
                 start = time.perf_counter()
                 result = env.step_wait()
                 timer.env += time.perf_counter() - start
+                if self.wrapped_env is not None:
+                    view, result = self._observe(shard, view, result)
                 buffer.outcome(t, shard.group_slices[group], result)
                 shard.obs[group] = result.obs.reshape((shard.size, -1) + result.obs.shape[1:])
                 if t + 1 < steps:
                     decide(group, t + 1)
         return view
+
+    def _observe(self, shard: Shard, view: Any, result: HostStep) -> tuple[Any, HostStep]:
+        """A step of a shard's envs through the normalising wrappers: `view` with the updated
+        statistics, and the step with normalised observations and scaled rewards."""
+        start = time.perf_counter()
+        by_member = lambda x: shard.feed(x.reshape((shard.size, -1) + x.shape[1:]))  # noqa: E731
+        host_step = HostStep(by_member(result.obs), by_member(result.reward), by_member(result.terminated),
+                             by_member(result.truncated), by_member(result.final_obs), None, None, None)
+        env_state, obs, reward, final_obs = shard.programs["observe"](self.algo.env_state(view), host_step)
+        flat = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])  # noqa: E731
+        result = result._replace(obs=flat(obs), reward=flat(reward), final_obs=flat(final_obs))
+        self._time.device += time.perf_counter() - start
+        return view._replace(env_state=env_state), result
+
+    def _observe_reset(self, shard: Shard, view: Any) -> Any:
+        """A shard's fresh resets through the wrappers (new statistics after `init`, else the
+        state's kept): `view` with them, and `shard.obs` normalised."""
+        start = time.perf_counter()
+        name = "observe_first_reset" if shard.fresh_stats else "observe_reset"
+        env_state, obs = shard.programs[name](self.algo.env_state(view), shard.feed(shard.obs[0]))
+        shard.obs, shard.fresh_stats, shard.unobserved_reset = [np.asarray(obs)], False, False
+        self._time.device += time.perf_counter() - start
+        return view._replace(env_state=env_state)
 
     def _steps(self, t: int) -> Any:
         """Step index `t` for every member, placed like the population's other inputs."""

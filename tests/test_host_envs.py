@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -162,7 +163,7 @@ def test_dqn_on_lunarlander_through_the_cli(lunar_run):
 @pytest.mark.parametrize("args, words", [
     (["env.id=LunarLandr-v3"], "unknown env id 'LunarLandr-v3'"),
     (["env.backend=envpool", "env.id=NoSuchEnv-v0"], "unknown envpool env id"),
-    (["env.normalize_obs=true"], "env.normalize_obs is not available for host envs"),
+    (["env.normalize_obs=true", "env.host_groups=2"], "env.host_groups=2 with env.normalize_obs"),
     (["env.id=host_test_envs:NeedsBox2D-v0"], 'pip install "jaxrl[box2d]"'),
 ])
 def test_bad_host_env_input_is_one_line_and_exit_2(tmp_path, args, words):
@@ -195,12 +196,14 @@ def test_ctrl_c_stops_training_and_leaves_no_worker_processes(tmp_path):
 @pytest.mark.timeout(300)
 def test_a_killed_host_run_resumes_from_fresh_env_resets(tmp_path):
     """Host env state lives in other processes: a resumed run restarts its envs from new
-    seeds and continues from the checkpoint, with no metrics row lost or repeated."""
+    seeds and continues from the checkpoint, with no metrics row lost or repeated, and with
+    its normalisation statistics (checkpointed in the state) carried across the restart."""
     run_dir = tmp_path / "r"
     args = ["--run-dir", str(run_dir), "--no-progress", *TINY_DQN[:2], "total_env_steps=8000",
             "log_every_env_steps=400", "checkpoint.every_env_steps=400", "env.num_envs=2",
             "env.num_workers=1", "algo.buffer_size=1000", "algo.learning_starts=200",
-            "algo.n_steps=3", "eval.episodes=1", "eval.max_steps=50"]
+            "algo.n_steps=3", "eval.episodes=1", "eval.max_steps=50", "env.normalize_obs=true",
+            "env.normalize_reward=true"]
     process = jaxrl("train", "configs/dqn_lunarlander.yaml", *args, wait=False)
     deadline = time.monotonic() + 200
     while time.monotonic() < deadline:
@@ -218,3 +221,17 @@ def test_a_killed_host_run_resumes_from_fresh_env_resets(tmp_path):
     rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
     keys = [tuple(row.split(",")[i] for i in (0, 2)) for row in rows]  # (env_steps, seed)
     assert len(keys) == len(set(keys)) == 2 * (8000 // 400)
+    # every step of both envs updated each member's statistics once, the first resets too; the
+    # resumed run's fresh resets keep them, as a reset of a jittable env does
+    from jaxrl.experiment.assemble import host_stand_in
+    from jaxrl.experiment.evaluate import load_run
+    from jaxrl.interop.torch_export import obs_stats_of
+
+    config, built, pop, restored = load_run(run_dir)
+    pop.close()
+    env = host_stand_in(config, built.host, 2)[0]
+    for member in range(2):
+        state = jax.tree.map(lambda x: np.asarray(x)[member], built.algo.env_state(restored.state))
+        stats = obs_stats_of(env, state)
+        assert stats is not None and np.isfinite(stats.mean).all() and (stats.var > 0).all()
+        assert state.inner.stats.count == pytest.approx(1e-4 + 2 * (1 + 8000 // 2), rel=1e-6)

@@ -113,3 +113,52 @@ def test_dqn_learning_while_stepping_keeps_every_step_in_place(lockstep):
     check_alignment(updates)
     for mine, theirs in zip(updates, lockstep):
         np.testing.assert_array_equal(mine["obs"], theirs["obs"])
+
+
+class RunningMoments:
+    """Plain numpy running mean and variance of batches (Chan's parallel update), started as
+    gymnasium's normalisation wrappers start: mean 0, variance 1, count 1e-4."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+
+    def add(self, batch: np.ndarray) -> None:
+        n, batch_mean, batch_var = len(batch), batch.mean(0), batch.var(0)
+        delta, total = batch_mean - self.mean, self.count + len(batch)
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        self.mean, self.var, self.count = self.mean + delta * n / total, m2 / total, total
+
+    def scale(self, x: np.ndarray, centre: bool = True) -> np.ndarray:
+        return np.clip((x - self.mean * centre) / np.sqrt(self.var + 1e-8), -10, 10)
+
+
+def test_host_normalisation_follows_the_running_statistics_of_the_raw_stream(lockstep):
+    """env.normalize_obs / normalize_reward on host envs: every stored observation, final
+    observation and reward is the raw one (the lockstep run's, same seeds) normalised with
+    per-member running statistics updated at each step, as gymnasium's wrappers define them;
+    episode returns stay raw."""
+    gamma = 0.9
+    updates = run_updates(PPO, "env.normalize_obs=true", "env.normalize_reward=true", f"algo.gamma={gamma}")
+    raw = np.concatenate([u["obs"] for u in lockstep], axis=1)  # [M, 2T, E, 3]: obs never depend on actions
+    seen = {name: np.concatenate([u[name] for u in updates], axis=1)
+            for name in ("obs", "final_obs", "reward", "action", "terminated", "episode_return")}
+    np.testing.assert_array_equal(seen["terminated"], np.concatenate([u["terminated"] for u in lockstep], 1))
+    for m in range(MEMBERS):
+        obs_stats, reward_stats, discounted = RunningMoments((3,)), RunningMoments(()), np.zeros(ENVS)
+        obs_stats.add(raw[m, 0])  # the first resets
+        for t in range(raw.shape[1]):
+            np.testing.assert_allclose(seen["obs"][m, t], obs_stats.scale(raw[m, t]), rtol=1e-4, atol=1e-4)
+            reward = 10 * (raw[m, t, :, 1] + 1) + seen["action"][m, t]
+            discounted = discounted * gamma + reward
+            reward_stats.add(discounted)
+            np.testing.assert_allclose(seen["reward"][m, t], reward_stats.scale(reward, centre=False), rtol=1e-4)
+            discounted = np.where(seen["terminated"][m, t], 0.0, discounted)
+            if t + 1 < raw.shape[1]:  # the next observations are known: the final ones are normalised after them
+                obs_stats.add(raw[m, t + 1])
+                reached = raw[m, t] + [0, 1, 0]  # the Counting env's step reaches [id, t + 1, 0]
+                np.testing.assert_allclose(seen["final_obs"][m, t], obs_stats.scale(reached), rtol=1e-4, atol=1e-4)
+        done = seen["terminated"][m]
+        running = np.zeros(ENVS)
+        for t in range(raw.shape[1]):  # returns are the raw rewards' sums
+            running = np.where(raw[m, t, :, 1] == 0, 0.0, running) + 10 * (raw[m, t, :, 1] + 1) + seen["action"][m, t]
+            np.testing.assert_allclose(seen["episode_return"][m, t][done[t]], running[done[t]])

@@ -27,7 +27,7 @@ register_brax(register)
 
 __all__ = [
     "Environment", "EnvParams", "EnvState", "UnknownEnvError", "VecEnv", "Wrapper", "spaces",
-    "make", "register", "registered_ids", "describe_space", "make_vec", "EpisodeStatistics",
+    "make", "register", "registered_ids", "describe_space", "make_vec", "normalized", "EpisodeStatistics",
     "FlattenObservation", "NormalizeObservation", "NormalizeReward", "RunningMeanStd",
     "check_env", "from_functions", "from_brax", "AdaptedEnv", "BraxStyleEnv", "AdapterParams",
     "AdapterState",
@@ -67,8 +67,15 @@ def make_vec(
     vec: Any = EpisodeStatistics(VecEnv(env, num_envs, group_size))
     if flatten_obs:
         vec = FlattenObservation(vec)
+    return normalized(vec, normalize_obs, normalize_reward, gamma, update_stats), env_params
+
+
+def normalized(vec: Any, normalize_obs: bool, normalize_reward: bool, gamma: float = 0.99,
+               update_stats: bool = True) -> Any:
+    """`vec` with the normalisation wrappers asked for, in `make_vec`'s order (jittable envs
+    and the host loop's stand-in alike, so both keep the same statistics in the same state)."""
     if normalize_obs:
         vec = NormalizeObservation(vec, update_stats=update_stats)
     if normalize_reward:
         vec = NormalizeReward(vec, gamma=gamma, update_stats=update_stats)
-    return vec, env_params
+    return vec

@@ -16,7 +16,7 @@ from jaxrl import sweep as sweep_lib
 from jaxrl.algos import REGISTRY as ALGOS
 from jaxrl.algos.base import Algorithm
 from jaxrl.config import Config
-from jaxrl.envs import make_vec, registered_ids
+from jaxrl.envs import make_vec, normalized, registered_ids
 from jaxrl.envs.host import (
     HostEnvSpec, JaxStandIn, UnknownHostEnvError, host_spec, open_host_env, resolve_backend,
 )
@@ -44,12 +44,16 @@ def make_env(config: Config, num_envs: int, update_stats: bool = True,
                     update_stats=update_stats, env_kwargs=config.env.kwargs, group_size=group_size)
 
 
+def host_stand_in(config: Config, spec: HostEnvSpec, num_envs: int, group_size: int = 1) -> tuple[Any, Any]:
+    """The jittable stand-in of a host env with the normalisation `config.env` asks for: the
+    algorithm is built on it, and the host loop applies its wrappers to the host envs' steps."""
+    env = normalized(JaxStandIn(spec, num_envs, group_size), config.env.normalize_obs,
+                     config.env.normalize_reward, config.algo.gamma)
+    return env, env.default_params
+
+
 def _host_spec(config: Config, backend: str) -> HostEnvSpec:
-    """The host env's spec, after refusing what the host path does not do."""
-    for wrapper in ("normalize_obs", "normalize_reward"):
-        if getattr(config.env, wrapper):
-            raise ConfigError(f"env.{wrapper} is not available for host envs ({config.env.id} runs "
-                              f"on the {backend} backend); set env.{wrapper}: false")
+    """The host env's spec; unknown ids get the close jittable and gymnasium ids."""
     try:
         return host_spec(config.env.id, backend, config.env.kwargs)
     except UnknownHostEnvError as error:
@@ -83,6 +87,10 @@ def _check_host_options(config: Config, algo: Algorithm, backend: str) -> None:
         raise ConfigError(f"env.host_groups={env.host_groups} must divide each member's {per_member} envs "
                           f"(env.num_envs{' x algo.group_size' if per_member != env.num_envs else ''}); "
                           f"choose a divisor")
+    if env.host_groups > 1 and (env.normalize_obs or env.normalize_reward):
+        raise ConfigError(f"env.host_groups={env.host_groups} with env.normalize_obs/normalize_reward: the "
+                          f"running statistics update with each step of all a member's envs at once; "
+                          f"set env.host_groups: 1")
     if env.learn_while_stepping and algo.spec.replay_field is None:
         raise ConfigError(f"env.learn_while_stepping lets a replay learner (dqn) learn while the envs step; "
                           f"{algo.name} learns from the rollout it just collected; set it to false")
@@ -99,8 +107,7 @@ def build(config: Config) -> Built:
         env, env_params = make_env(config, envs_per_member(config), group_size=group)
     else:
         spec = _host_spec(config, backend)
-        env = JaxStandIn(spec, envs_per_member(config), group)
-        env_params = env.default_params
+        env, env_params = host_stand_in(config, spec, envs_per_member(config), group)
     algo = ALGOS[config.algo.name].make(config.algo, env, env_params, config.total_env_steps)
     _check_host_options(config, algo, backend)
     if backend == "jax":
@@ -132,8 +139,12 @@ def make_population(config: Config, built: Built, devices: Sequence[Any] | None 
         return open_host_env(spec, num_envs, num_workers=config.env.num_workers,
                              timeout=config.env.step_timeout, seed=config.seed)
 
+    normalizing = config.env.normalize_obs or config.env.normalize_reward
+    group = getattr(config.algo, "group_size", 1)
+    wrapped = host_stand_in(config, spec, envs_per_member(config), group)[0] if normalizing else None
     return HostPopulation(
-        built.algo, lay.members, seed_index=lay.seed_index, open_env=open_env, observation_space=spec.observation_space,
+        built.algo, lay.members, wrapped_env=wrapped, seed_index=lay.seed_index, open_env=open_env,
+        observation_space=spec.observation_space,
         envs_per_member=envs_per_member(config), seed=config.seed, eval_episodes=config.eval.episodes,
         eval_max_steps=config.eval.max_steps or spec.max_episode_steps or 1000,
         deterministic=config.eval.deterministic, devices=devices, data_parallel=data_parallel,

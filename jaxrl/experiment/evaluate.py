@@ -18,7 +18,7 @@ from jaxrl.errors import ConfigError, RunDirError
 from jaxrl.config import Config
 from jaxrl.experiment.checkpoints import Checkpointer, Restored, written_by
 from jaxrl.experiment.run_dir import write_json
-from jaxrl.experiment.assemble import Built, build, make_env, make_population
+from jaxrl.experiment.assemble import Built, build, host_stand_in, make_env, make_population
 
 
 class LoadedRun(NamedTuple):
@@ -201,6 +201,7 @@ def _play_gymnasium_episode(config: Config, algo: Any, state: Any, seed_index: i
                             ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """As `play_episode`, in one gymnasium env in this process, keeping its rgb frames."""
     params, act, explain, key = _member_policy(config, algo, state, seed_index)
+    sees = _host_observation(config, algo, state, seed_index)
     env = _gymnasium_env(config, render=True)
     try:
         obs, _ = env.reset(seed=int(np.random.SeedSequence(np.asarray(key).ravel().tolist()).generate_state(1)[0]))
@@ -208,12 +209,12 @@ def _play_gymnasium_episode(config: Config, algo: Any, state: Any, seed_index: i
         for t in range(max_steps):
             frames.append(env.render())
             key, act_key = jax.random.split(key)
-            batch = np.asarray(obs)[None]
+            batch = sees(np.asarray(obs)[None])
             action = np.asarray(act(params, batch, act_key, config.eval.deterministic))[0]
             notes = _notes(explain, params, batch)
             next_obs, reward, terminated, truncated, _ = env.step(action)
             episode_return += float(reward)
-            rows.append(_episode_row(t, np.asarray(obs), action, float(reward), episode_return,
+            rows.append(_episode_row(t, np.asarray(batch)[0], action, float(reward), episode_return,
                                      bool(terminated), bool(truncated), notes))
             obs = next_obs
             if terminated or truncated:
@@ -221,6 +222,20 @@ def _play_gymnasium_episode(config: Config, algo: Any, state: Any, seed_index: i
         return rows, frames
     finally:
         env.close()
+
+
+def _host_observation(config: Config, algo: Any, state: Any, seed_index: int) -> Any:
+    """A host env's raw observations [1, ...] as member `seed_index`'s policy sees them: through
+    the run's normalisation with its training statistics, frozen (as they are without one)."""
+    if not config.env.normalize_obs:
+        return lambda obs: obs
+    from jaxrl.envs import registered_ids
+    from jaxrl.envs.host import host_spec, resolve_backend
+
+    backend = resolve_backend(config.env.id, config.env.backend, registered_ids())
+    env, env_params = host_stand_in(config, host_spec(config.env.id, backend, config.env.kwargs), 1)
+    member = jax.tree.map(lambda x: np.asarray(x)[seed_index], algo.env_state(state))
+    return jax.jit(lambda obs: env.reset_from(None, env_params._replace(obs=obs), member)[0])
 
 
 def trace_episode(run_dir: str | Path, *, seed_index: int = 0, deterministic: bool | None = None,

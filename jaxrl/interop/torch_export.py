@@ -369,15 +369,12 @@ def obs_stats_of(env: Any, env_state: Any) -> ObsStats | None:
 def _spaces_env(config: Any, built: Any) -> tuple[Any, Any]:
     """An env with the run's observation and action spaces: the jittable env with the run's
     wrappers, or the stand-in of an env stepped on the host (gymnasium, EnvPool)."""
-    from jaxrl.experiment.assemble import make_env
+    from jaxrl.experiment.assemble import host_stand_in, make_env
 
     host = getattr(built, "host", None)
     if host is None:
         return make_env(config, 1, update_stats=False)
-    from jaxrl.envs.host import JaxStandIn
-
-    env = JaxStandIn(host, 1)
-    return env, env.default_params
+    return host_stand_in(config, host, 1)
 
 
 def export_run(run_dir: str | Path, seed_index: int = 0) -> nn.Module:

@@ -123,9 +123,11 @@ def to_gymnax_space(space: Any, where: str) -> Any:
 
 
 class HostEnvParams(NamedTuple):
-    """The part of gymnax's env params that algorithms read (GRPO's horizon, evaluation)."""
+    """The part of gymnax's env params that algorithms read (GRPO's horizon, evaluation), and
+    the host's observations that a `JaxStandIn` reset hands out (None: zeros, for shapes)."""
 
     max_steps_in_episode: int
+    obs: Any = None
 
 
 class HostEnvSpec(NamedTuple):
@@ -141,10 +143,12 @@ class HostEnvSpec(NamedTuple):
 
 
 class JaxStandIn:
-    """A jittable view of a host env's shapes, so `algos.<name>.make` and `init` work unchanged.
+    """A jittable view of a host env, so `algos.<name>.make` and `init` work unchanged and
+    jaxrl's jittable wrappers (normalisation) apply to what the host envs return.
 
-    `reset` gives zero observations (the host loop supplies the real ones) and `step` must
-    never run: on the host path the env is stepped outside the compiled program.
+    It steps nothing: `reset` hands out `params.obs` (zeros without them) and `step` hands
+    out the host step it is given as its action. Wrapped, `step(key, state, host_step, params)`
+    is that host step with the wrappers applied, their statistics kept in the state.
     """
 
     def __init__(self, spec: HostEnvSpec, num_envs: int, group_size: int = 1):
@@ -158,15 +162,21 @@ class JaxStandIn:
         return self.spec.action_space
 
     def reset(self, key: Any, params: Any) -> tuple[Any, Any]:
+        if params.obs is not None:
+            return params.obs, jnp.zeros((), jnp.int32)
         space = self.spec.observation_space
         return jnp.zeros((self.num_envs,) + tuple(space.shape), space.dtype), jnp.zeros((), jnp.int32)
 
     def reset_from(self, key: Any, params: Any, like_state: Any) -> tuple[Any, Any]:
         return self.reset(key, params)
 
-    def step(self, *args: Any) -> Any:
-        raise RuntimeError(f"{self.spec.env_id} is a host env: it is stepped by the host loop "
-                           f"(jaxrl.host_loop), not inside a compiled program")
+    def step(self, key: Any, state: Any, action: Any, params: Any) -> Any:
+        if not isinstance(action, HostStep):
+            raise RuntimeError(f"{self.spec.env_id} is a host env: it is stepped by the host loop "
+                               f"(jaxrl.host_loop), not inside a compiled program")
+        info = {"final_observation": action.final_obs, "episode_done": action.episode_done,
+                "episode_return": action.episode_return, "episode_length": action.episode_length}
+        return action.obs, state, action.reward, action.terminated, action.truncated, info
 
 
 def unknown_id_message(env_id: str, known: list[str], backend: str) -> str:
