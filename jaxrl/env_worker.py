@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 EXTRA_FOR_MODULE = {"Box2D": "box2d", "ale_py": "atari", "opencv": "atari", "cv2": "atari",
-                    "pygame": "video"}
+                    "pygame": "video", "mujoco": "mujoco", "imageio": "mujoco"}
 ATARI_FRAME_STACK = 4
 
 

@@ -235,3 +235,22 @@ def test_a_killed_host_run_resumes_from_fresh_env_resets(tmp_path):
         stats = obs_stats_of(env, state)
         assert stats is not None and np.isfinite(stats.mean).all() and (stats.var > 0).all()
         assert state.inner.stats.count == pytest.approx(1e-4 + 2 * (1 + 8000 // 2), rel=1e-6)
+
+
+@pytest.mark.timeout(300)
+def test_a_mujoco_config_trains_with_normalisation_and_draws_headless(tmp_path):
+    """gymnasium's MuJoCo v5 envs (extra `mujoco`) through the host path with the shipped
+    CleanRL-style config cut to a few updates; the video draws through EGL with no display."""
+    pytest.importorskip("mujoco")
+    run_dir = tmp_path / "hopper"
+    done = jaxrl("train", "configs/ppo_hopper.yaml", "--run-dir", str(run_dir), "--no-progress", "--seeds", "2",
+                 "total_env_steps=1024", "algo.num_steps=256", "algo.num_minibatches=4", "algo.num_epochs=2",
+                 "log_every_env_steps=512", "eval.episodes=2", "eval.max_steps=100",
+                 "checkpoint.every_env_steps=512")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert len(summary["final_eval"]["per_seed"]) == 2 and np.isfinite(summary["final_eval"]["per_seed"]).all()
+    played = jaxrl("eval", str(run_dir), "--video", "--seed-index", "0", "--max-steps", "10")
+    assert played.returncode == 0, played.stderr
+    gifs = list((run_dir / "videos").glob("seed0_return*.gif"))
+    assert len(gifs) == 1 and gifs[0].read_bytes()[:6] == b"GIF89a"

@@ -138,7 +138,8 @@ def test_host_normalisation_follows_the_running_statistics_of_the_raw_stream(loc
     per-member running statistics updated at each step, as gymnasium's wrappers define them;
     episode returns stay raw."""
     gamma = 0.9
-    updates = run_updates(PPO, "env.normalize_obs=true", "env.normalize_reward=true", f"algo.gamma={gamma}")
+    updates = run_updates(PPO, "env.normalize_obs=true", "env.normalize_reward=true", f"algo.gamma={gamma}",
+                          "env.device_turns=true")
     raw = np.concatenate([u["obs"] for u in lockstep], axis=1)  # [M, 2T, E, 3]: obs never depend on actions
     seen = {name: np.concatenate([u[name] for u in updates], axis=1)
             for name in ("obs", "final_obs", "reward", "action", "terminated", "episode_return")}

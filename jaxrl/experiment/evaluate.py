@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -194,6 +195,8 @@ def _gymnasium_env(config: Config, render: bool) -> Any:
     from jaxrl.envs.host.gymnasium_pool import check_env_id
 
     check_env_id(config.env.id, config.env.kwargs).close()  # clear errors for bad ids/extras
+    if render and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws headless through EGL (or osmesa, if set)
     return make_gymnasium_env(config.env.id, {**config.env.kwargs, **({"render_mode": "rgb_array"} if render else {})})
 
 
@@ -271,6 +274,10 @@ def check_renderer(config: Config) -> None:
                 raise ConfigError(f"{config.env.id} draws no rgb_array frames, so --video cannot record it")
         except ImportError as error:
             raise ConfigError(f"videos of {config.env.id} need pygame: pip install 'jaxrl[video]' ({error})") from None
+        except Exception as error:  # e.g. MuJoCo without an OpenGL context
+            raise ConfigError(f"{config.env.id} could not draw a frame here ({type(error).__name__}: "
+                              f"{str(error).splitlines()[0] if str(error) else ''}); MuJoCo envs draw headless "
+                              f"with MUJOCO_GL=egl (the default here) or MUJOCO_GL=osmesa") from None
         finally:
             env.close()
         return
