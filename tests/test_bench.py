@@ -132,7 +132,7 @@ def test_tiny_throughput_suite_writes_a_table_a_plot_and_raw_runs(tmp_path):
 @pytest.mark.timeout(400)
 def test_tiny_quality_suite_marks_rows_and_lists_what_it_did_not_run(tmp_path):
     done = _cli("quality", "--budget", "tiny", "--only", "ppo-cartpole-1e5", "ppo-brax-ant-5e7",
-                "ppo-minatar-asterix-1e7", "--out", str(tmp_path))
+                "ppo-atari-breakout-1e7", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     markdown = (tmp_path / "quality.md").read_text()
     rows = {row[0] + " " + row[1]: row for row in _table(markdown)}
@@ -143,10 +143,10 @@ def test_tiny_quality_suite_marks_rows_and_lists_what_it_did_not_run(tmp_path):
     assert low <= float(iqm) <= high
     assert "rl-baselines3-zoo" in measured[6]
     assert rows["brax ant PPO"][7] == "not run" and "2-core CPU" in rows["brax ant PPO"][8]
-    assert rows["MinAtar Asterix PPO"][8] == "no shipped config for Asterix yet"
+    assert rows["Atari Breakout PPO"][8].startswith("no shipped Atari Breakout config")
     assert (tmp_path / "quality.png").read_bytes()[:8] == PNG_SIGNATURE
     payload = json.loads((tmp_path / "quality.json").read_text())
-    assert [row["id"] for row in payload["rows"]] == ["ppo-cartpole-1e5", "ppo-minatar-asterix-1e7", "ppo-brax-ant-5e7"]
+    assert [row["id"] for row in payload["rows"]] == ["ppo-cartpole-1e5", "ppo-atari-breakout-1e7", "ppo-brax-ant-5e7"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -237,7 +237,7 @@ def write_report(out_dir: Path, name: str, markdown: str, payload: dict[str, Any
 
 
 EXTRA_MODULES = {"brax": "brax", "box2d": "Box2D", "atari": "ale_py", "peers": "stable_baselines3",
-                 "envpool": "envpool", "optuna": "optuna"}
+                 "envpool": "envpool", "optuna": "optuna", "mujoco": "imageio"}  # imageio: gymnasium's extra
 
 
 def missing_extra(extra: str | None) -> str | None:
