@@ -40,6 +40,7 @@ class EnvConfig:
     # processes), envpool, or auto (jax when jaxrl/gymnax knows the id, else gymnasium)
     backend: str = "auto"
     num_workers: int = 0  # host envs: worker processes (EnvPool: threads); 0: one per core
+    frame_stack: int = 1  # host envs (gymnasium backend): the last k observations, stacked channel-last
     step_timeout: float = 60.0  # host envs: seconds before a silent worker counts as hung
     # host envs: each member's envs step in this many groups in turns, so the simulators step
     # one group while the device chooses another's actions (1: lockstep, act -> step -> act)
@@ -66,6 +67,9 @@ class EnvConfig:
         if not 1 <= self.host_groups <= MAX_NUM_ENVS:
             raise ConfigError(f"env.host_groups must be the number of groups a member's envs step in, at least 1 "
                               f"and at most {MAX_NUM_ENVS:,}, got {self.host_groups:,}")
+        if not 1 <= self.frame_stack <= MAX_FRAME_STACK:
+            raise ConfigError(f"env.frame_stack must be the number of observations stacked, at least 1 (none) and "
+                              f"at most {MAX_FRAME_STACK}, got {self.frame_stack:,}")
         if not 0 < self.step_timeout <= MAX_STEP_TIMEOUT:
             raise ConfigError(f"env.step_timeout must be positive seconds, at most {MAX_STEP_TIMEOUT:g} "
                               f"(a day), got {self.step_timeout:g}")
@@ -73,7 +77,7 @@ class EnvConfig:
 
 # Past these no setting can be meant: every copy is an env in memory (host envs: each worker
 # a process), and a step timeout beyond a day hides a hung worker for good.
-MAX_NUM_ENVS, MAX_NUM_WORKERS, MAX_STEP_TIMEOUT = 2**20, 1024, 86_400.0
+MAX_NUM_ENVS, MAX_NUM_WORKERS, MAX_STEP_TIMEOUT, MAX_FRAME_STACK = 2**20, 1024, 86_400.0, 64
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,9 +20,10 @@ EXTRA_FOR_MODULE = {"Box2D": "box2d", "ale_py": "atari", "opencv": "atari", "cv2
 ATARI_FRAME_STACK = 4
 
 
-def make_gymnasium_env(env_id: str, kwargs: dict | None = None) -> Any:
+def make_gymnasium_env(env_id: str, kwargs: dict | None = None, frame_stack: int = 1) -> Any:
     """One gymnasium env; `ALE/...` ids get the standard Atari preprocessing (Machado et al.
-    2018 settings: 84x84 grey, frame skip 4, 30 no-op starts) and a channel-last frame stack."""
+    2018 settings: 84x84 grey, frame skip 4, 30 no-op starts) and a stack of 4 frames; other
+    ids a stack of `frame_stack` observations (1: none). Stacks are channel-last."""
     import gymnasium
 
     kwargs = dict(kwargs or {})
@@ -32,13 +33,28 @@ def make_gymnasium_env(env_id: str, kwargs: dict | None = None) -> Any:
         gymnasium.register_envs(ale_py)
         env = gymnasium.make(env_id, frameskip=1, **kwargs)
         env = gymnasium.wrappers.AtariPreprocessing(env, frame_skip=4, screen_size=84, noop_max=30)
-        env = gymnasium.wrappers.FrameStackObservation(env, ATARI_FRAME_STACK)
-        low = np.moveaxis(env.observation_space.low, 0, -1)
-        high = np.moveaxis(env.observation_space.high, 0, -1)
-        return gymnasium.wrappers.TransformObservation(
-            env, lambda obs: np.moveaxis(np.asarray(obs), 0, -1),
-            gymnasium.spaces.Box(low, high, dtype=np.uint8))
-    return gymnasium.make(env_id, **kwargs)
+        return stacked(env, ATARI_FRAME_STACK)
+    env = gymnasium.make(env_id, **kwargs)
+    return stacked(env, frame_stack) if frame_stack > 1 else env
+
+
+def fold_frames(frames: np.ndarray) -> np.ndarray:
+    """[k, *shape] stacked observations as one channel-last observation: k grey [H, W] frames
+    as [H, W, k], k [H, W, C] images as [H, W, k * C], k vectors [d] as [k * d]."""
+    if frames.ndim == 3:
+        return np.moveaxis(frames, 0, -1)
+    return np.moveaxis(frames, 0, -2).reshape(frames.shape[1:-1] + (-1,))
+
+
+def stacked(env: Any, num_frames: int) -> Any:
+    """`env` observing its last `num_frames` observations, folded channel-last (`fold_frames`);
+    an episode starts with its first observation repeated."""
+    import gymnasium
+
+    env = gymnasium.wrappers.FrameStackObservation(env, num_frames, padding_type="reset")
+    space = env.observation_space
+    folded = gymnasium.spaces.Box(fold_frames(space.low), fold_frames(space.high), dtype=space.dtype)
+    return gymnasium.wrappers.TransformObservation(env, lambda obs: fold_frames(np.asarray(obs)), folded)
 
 
 def _die_with_parent() -> None:
@@ -75,8 +91,8 @@ class Buffers:
                     pass
 
 
-def worker(index: int, env_id: str, kwargs: dict, lo: int, hi: int, layout: dict,
-            names: dict, conn: Any) -> None:
+def worker(index: int, env_id: str, kwargs: dict, frame_stack: int, lo: int, hi: int, layout: dict,
+           names: dict, conn: Any) -> None:
     """Steps envs [lo, hi) on command: 'reset' (seeds), 'step' (actions in shared memory), 'close'."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
@@ -84,7 +100,7 @@ def worker(index: int, env_id: str, kwargs: dict, lo: int, hi: int, layout: dict
     try:
         buffers = Buffers(layout, names)
         a = buffers.arrays
-        envs = [make_gymnasium_env(env_id, kwargs) for _ in range(lo, hi)]
+        envs = [make_gymnasium_env(env_id, kwargs, frame_stack) for _ in range(lo, hi)]
         conn.send(("ok", None))
         while True:
             command, payload = conn.recv()

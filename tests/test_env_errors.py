@@ -130,6 +130,7 @@ def test_env_counts_and_timeouts_in_range(override, words):
     (["env.host_groups=0"], "env.host_groups must be the number of groups a member's envs step in, at least 1"),
     (["env.host_groups=2"], "env.host_groups applies to host envs, but CartPole-v1 steps inside the compiled program"),
     (["env.device_turns=true"], "env.device_turns applies to host envs"),
+    (["env.frame_stack=4"], "env.frame_stack applies to host envs"),
     (["env.backend=gymnasium", "env.num_envs=6", "env.host_groups=4"],
      "env.host_groups=4 must divide each member's 6 envs (env.num_envs); choose a divisor"),
     (["env.backend=gymnasium", "env.learn_while_stepping=true"],

@@ -164,6 +164,8 @@ def test_dqn_on_lunarlander_through_the_cli(lunar_run):
     (["env.id=LunarLandr-v3"], "unknown env id 'LunarLandr-v3'"),
     (["env.backend=envpool", "env.id=NoSuchEnv-v0"], "unknown envpool env id"),
     (["env.normalize_obs=true", "env.host_groups=2"], "env.host_groups=2 with env.normalize_obs"),
+    (["env.backend=envpool", "env.frame_stack=2"], "EnvPool stacks frames only for its Atari envs"),
+    (["env.frame_stack=0"], "env.frame_stack must be the number of observations stacked"),
     (["env.id=host_test_envs:NeedsBox2D-v0"], 'pip install "jaxrl[box2d]"'),
 ])
 def test_bad_host_env_input_is_one_line_and_exit_2(tmp_path, args, words):
@@ -254,3 +256,31 @@ def test_a_mujoco_config_trains_with_normalisation_and_draws_headless(tmp_path):
     assert played.returncode == 0, played.stderr
     gifs = list((run_dir / "videos").glob("seed0_return*.gif"))
     assert len(gifs) == 1 and gifs[0].read_bytes()[:6] == b"GIF89a"
+
+
+@pytest.mark.timeout(60)
+def test_frame_stacks_fold_channel_last_and_start_from_the_first_observation():
+    from jaxrl.env_worker import fold_frames, make_gymnasium_env
+
+    frames = np.arange(3 * 2 * 2 * 3).reshape(3, 2, 2, 3)  # k=3 RGB frames -> [2, 2, 9], oldest first
+    np.testing.assert_array_equal(fold_frames(frames)[..., 3:6], frames[1])
+    np.testing.assert_array_equal(fold_frames(frames[..., 0]), np.moveaxis(frames[..., 0], 0, -1))
+    env = make_gymnasium_env("LunarLander-v3", {}, 3)
+    first, _ = env.reset(seed=0)
+    assert first.shape == (24,) and env.observation_space.shape == (24,)
+    np.testing.assert_array_equal(first[:8], first[16:])  # the episode starts with its first obs repeated
+    second = env.step(0)[0]
+    np.testing.assert_array_equal(second[:16], first[8:])  # shifted by one, the newest last
+    env.close()
+
+
+@pytest.mark.timeout(300)
+def test_the_carracing_cnn_config_trains_a_smoke_budget(tmp_path):
+    """CarRacing-v3 frames, 4 stacked channel-last, into the shared Nature CNN with a Beta policy."""
+    done = jaxrl("train", "configs/ppo_carracing.yaml", "--run-dir", str(tmp_path / "car"), "--no-progress",
+                 "--seeds", "1", "env.num_envs=2", "algo.num_steps=32", "algo.num_minibatches=2",
+                 "algo.num_epochs=1", "total_env_steps=64", "eval.episodes=1", "eval.max_steps=20",
+                 "checkpoint.every_env_steps=64")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "car" / "summary.json").read_text())
+    assert summary["total_env_steps_per_seed"] == 64 and np.isfinite(summary["final_eval"]["mean"])

@@ -98,6 +98,8 @@ ROWS = (
                "ppo_lunarlander_continuous.yaml", 1_000_000, 8, None, 0.22, "box2d"),
     QualityRow("ppo-beta-bipedalwalker", "BipedalWalker-v3", "PPO (Beta)", "ppo_beta_bipedalwalker.yaml",
                5_000_000, 8, None, 1.4, "box2d"),
+    QualityRow("ppo-carracing", "CarRacing-v3", "PPO (Beta, CNN)", "ppo_carracing.yaml", 4_000_000, 4, None, 8.0,
+               "box2d"),
     QualityRow("dqn-minatar-breakout", "MinAtar Breakout", "DQN", "dqn_minatar_breakout.yaml", 3_000_000, 8, None, 3.7),
     QualityRow("rainbow-minatar-breakout", "MinAtar Breakout", "Rainbow DQN", "rainbow_minatar_breakout.yaml",
                3_000_000, 8, None, 4.8),

@@ -55,7 +55,7 @@ def host_stand_in(config: Config, spec: HostEnvSpec, num_envs: int, group_size: 
 def _host_spec(config: Config, backend: str) -> HostEnvSpec:
     """The host env's spec; unknown ids get the close jittable and gymnasium ids."""
     try:
-        return host_spec(config.env.id, backend, config.env.kwargs)
+        return host_spec(config.env.id, backend, config.env.kwargs, config.env.frame_stack)
     except UnknownHostEnvError as error:
         if config.env.backend == "auto":  # suggest the jittable ids as well as gymnasium's
             close = difflib.get_close_matches(config.env.id, registered_ids(), n=3, cutoff=0.5)
@@ -70,7 +70,7 @@ def envs_per_member(config: Config) -> int:
     return config.env.num_envs * getattr(config.algo, "group_size", 1)
 
 
-HOST_LOOP_OPTIONS = ("host_groups", "learn_while_stepping", "device_turns")
+HOST_LOOP_OPTIONS = ("host_groups", "learn_while_stepping", "device_turns", "frame_stack")
 
 
 def _check_host_options(config: Config, algo: Algorithm, backend: str) -> None:

@@ -194,10 +194,11 @@ def _gymnasium_env(config: Config, render: bool) -> Any:
     from jaxrl.env_worker import make_gymnasium_env
     from jaxrl.envs.host.gymnasium_pool import check_env_id
 
-    check_env_id(config.env.id, config.env.kwargs).close()  # clear errors for bad ids/extras
+    check_env_id(config.env.id, config.env.kwargs, config.env.frame_stack).close()  # clear errors for bad ids/extras
     if render and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo draws headless through EGL (or osmesa, if set)
-    return make_gymnasium_env(config.env.id, {**config.env.kwargs, **({"render_mode": "rgb_array"} if render else {})})
+    return make_gymnasium_env(config.env.id, {**config.env.kwargs, **({"render_mode": "rgb_array"} if render else {})},
+                              config.env.frame_stack)
 
 
 def _play_gymnasium_episode(config: Config, algo: Any, state: Any, seed_index: int, max_steps: int
@@ -236,7 +237,8 @@ def _host_observation(config: Config, algo: Any, state: Any, seed_index: int) ->
     from jaxrl.envs.host import host_spec, resolve_backend
 
     backend = resolve_backend(config.env.id, config.env.backend, registered_ids())
-    env, env_params = host_stand_in(config, host_spec(config.env.id, backend, config.env.kwargs), 1)
+    env, env_params = host_stand_in(config, host_spec(config.env.id, backend, config.env.kwargs,
+                                                      config.env.frame_stack), 1)
     member = jax.tree.map(lambda x: np.asarray(x)[seed_index], algo.env_state(state))
     return jax.jit(lambda obs: env.reset_from(None, env_params._replace(obs=obs), member)[0])
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaxrl.errors import ConfigError
+
 from jaxrl.envs.host.common import (
     EpisodeCounter, HostEnvError, HostEnvSpec, HostStep, HostVecEnv, JaxStandIn, UnknownHostEnvError,
 )
@@ -26,15 +28,22 @@ def resolve_backend(env_id: str, backend: str, jittable_ids: list[str]) -> str:
     return "jax" if env_id in jittable_ids else "gymnasium"
 
 
-def host_spec(env_id: str, backend: str, kwargs: dict | None = None) -> HostEnvSpec:
-    """Spaces and time limit of a host env, from one env built in this process."""
+def host_spec(env_id: str, backend: str, kwargs: dict | None = None, frame_stack: int = 1) -> HostEnvSpec:
+    """Spaces and time limit of a host env, from one env built in this process (`frame_stack`
+    > 1: the gymnasium backend's stacked observations)."""
     if backend == "envpool":
         from jaxrl.envs.host.envpool_backend import envpool_spec
 
+        if frame_stack > 1:
+            raise ConfigError(f"env.frame_stack={frame_stack}: EnvPool stacks frames only for its Atari envs; "
+                              f"use env.backend=gymnasium for {env_id}")
         return envpool_spec(env_id, kwargs)
     from jaxrl.envs.host.gymnasium_pool import gymnasium_spec
 
-    return gymnasium_spec(env_id, kwargs)
+    if frame_stack > 1 and env_id.startswith("ALE/"):
+        raise ConfigError(f"env.frame_stack={frame_stack}: {env_id} already stacks 4 frames (the Atari "
+                          f"preprocessing); leave env.frame_stack at 1")
+    return gymnasium_spec(env_id, kwargs, frame_stack)
 
 
 def open_host_env(spec: HostEnvSpec, num_envs: int, *, num_workers: int = 0,
@@ -47,4 +56,5 @@ def open_host_env(spec: HostEnvSpec, num_envs: int, *, num_workers: int = 0,
                             kwargs=spec.kwargs)
     from jaxrl.envs.host.gymnasium_pool import GymnasiumPool
 
-    return GymnasiumPool(spec.env_id, num_envs, num_workers, kwargs=spec.kwargs, timeout=timeout)
+    return GymnasiumPool(spec.env_id, num_envs, num_workers, kwargs=spec.kwargs, timeout=timeout,
+                         frame_stack=spec.frame_stack)

@@ -140,6 +140,7 @@ class HostEnvSpec(NamedTuple):
     action_space: Any
     max_episode_steps: int | None
     kwargs: dict
+    frame_stack: int = 1  # observations stacked channel-last by the gymnasium backend (1: none)
 
 
 class JaxStandIn:

@@ -33,14 +33,15 @@ from jaxrl.envs.host.common import (
 )
 
 
-def check_env_id(env_id: str, kwargs: dict | None = None) -> Any:
+def check_env_id(env_id: str, kwargs: dict | None = None, frame_stack: int = 1) -> Any:
     """Builds one env in this process to read its spaces, turning a mistyped id or a missing
     extra into a clear message before any worker starts."""
     import gymnasium
 
     check_kwargs(env_id, kwargs)
     try:
-        return env_kwargs.construct(lambda: make_gymnasium_env(env_id, kwargs), kwargs, f"gymnasium {env_id}")
+        return env_kwargs.construct(lambda: make_gymnasium_env(env_id, kwargs, frame_stack), kwargs,
+                                    f"gymnasium {env_id}")
     except gymnasium.error.Error as error:
         if isinstance(error, gymnasium.error.DependencyNotInstalled):
             raise _missing_package(env_id, error) from None
@@ -84,14 +85,14 @@ def check_kwargs(env_id: str, kwargs: dict | None) -> None:
     env_kwargs.check(kwargs, creator, f"gymnasium {env_id}", also=MAKE_KWARGS)
 
 
-def gymnasium_spec(env_id: str, kwargs: dict | None = None) -> HostEnvSpec:
+def gymnasium_spec(env_id: str, kwargs: dict | None = None, frame_stack: int = 1) -> HostEnvSpec:
     """Spaces and time limit of a gymnasium env id, read from one env built here."""
-    probe = check_env_id(env_id, kwargs)
+    probe = check_env_id(env_id, kwargs, frame_stack)
     try:
         return HostEnvSpec(
             env_id, "gymnasium", to_gymnax_space(probe.observation_space, f"{env_id}'s observation space"),
             to_gymnax_space(probe.action_space, f"{env_id}'s action space"),
-            probe.spec.max_episode_steps if probe.spec else None, dict(kwargs or {}))
+            probe.spec.max_episode_steps if probe.spec else None, dict(kwargs or {}), frame_stack)
     finally:
         probe.close()
 
@@ -135,10 +136,10 @@ class GymnasiumPool(HostVecEnv):
     """
 
     def __init__(self, env_id: str, num_envs: int, num_workers: int = 0, *,
-                 kwargs: dict | None = None, timeout: float = 60.0):
+                 kwargs: dict | None = None, timeout: float = 60.0, frame_stack: int = 1):
         if num_envs < 1:
             raise HostEnvError(f"num_envs must be at least 1, got {num_envs}")
-        spec = gymnasium_spec(env_id, kwargs)
+        spec = gymnasium_spec(env_id, kwargs, frame_stack)
         self.env_id, self.num_envs, self.timeout = env_id, num_envs, timeout
         self.max_episode_steps = spec.max_episode_steps
         self._obs_space, self._action_space = spec.observation_space, spec.action_space
@@ -163,7 +164,7 @@ class GymnasiumPool(HostVecEnv):
                 parent, child = context.Pipe()
                 process = context.Process(
                     target=worker, name=f"jaxrl-env-{index}", daemon=True,
-                    args=(index, env_id, dict(kwargs or {}), int(lo), int(hi), layout,
+                    args=(index, env_id, dict(kwargs or {}), frame_stack, int(lo), int(hi), layout,
                           self._buffers.names(), child))
                 process.start()
                 child.close()
