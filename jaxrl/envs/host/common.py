@@ -14,6 +14,7 @@ import abc
 import difflib
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
@@ -165,8 +166,9 @@ class JaxStandIn:
     def reset(self, key: Any, params: Any) -> tuple[Any, Any]:
         if params.obs is not None:
             return params.obs, jnp.zeros((), jnp.int32)
-        space = self.spec.observation_space
-        return jnp.zeros((self.num_envs,) + tuple(space.shape), space.dtype), jnp.zeros((), jnp.int32)
+        space = self.spec.observation_space  # float64 (MuJoCo) as JAX holds it: float32 without x64
+        dtype = jax.dtypes.canonicalize_dtype(space.dtype)
+        return jnp.zeros((self.num_envs,) + tuple(space.shape), dtype), jnp.zeros((), jnp.int32)
 
     def reset_from(self, key: Any, params: Any, like_state: Any) -> tuple[Any, Any]:
         return self.reset(key, params)
