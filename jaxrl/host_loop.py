@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.algos.base import Algorithm
-from jaxrl.envs.host.common import HostEnvParams, HostStep, HostVecEnv
+from jaxrl.envs.host.common import HostStep, HostVecEnv
 from jaxrl.members import MEMBER_AXIS, Members
 from jaxrl.population import reduce_chunk
 from jaxrl.rollout import Steps, reset_key, step_keys
@@ -452,7 +452,8 @@ class HostPopulation:
 
     def _rollout(self, shard: Shard, view: Any, hparams: Any, buffer: RolloutBuffer) -> Any:
         """`rollout_steps` steps of a shard's envs into `buffer`, its env groups stepping in
-        turns; returns `view` with its key advanced past the rollout."""
+        turns; returns `view` with its key advanced past the rollout (normalising: and its
+        `env_state` holding the updated statistics)."""
         steps, envs, timer, act = self.algo.spec.rollout_steps, self._open(shard), self._time, shard.programs["act"]
         if shard.unobserved_reset:
             view = self._observe_reset(shard, view)
